@@ -1,0 +1,389 @@
+"""Load a catalog from one YAML/JSON file or a folder of them, and validate all of it.
+
+This is the only module that parses catalog files. Every problem found is collected, each with
+its file, line, dataflow and field, and raised together as one :class:`CatalogError` before
+anything is read or written.
+
+>>> from coolie_core.catalog import load_catalog
+>>> catalog = load_catalog("examples/demo/catalog.yaml")  # doctest: +SKIP
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from coolie_core.errors import CatalogError, CatalogIssue
+from coolie_core.lineage import Lineage, build_lineage
+from coolie_core.locations import expand_env, resolve_within
+from coolie_core.models import (
+    Catalog,
+    CatalogDefaults,
+    Connection,
+    Dataflow,
+    DeltaConnection,
+    DeltaSource,
+    FilesConnection,
+    FileSource,
+    PythonConnection,
+    PythonSource,
+    SqlConnection,
+    SqlSource,
+    StageSpec,
+)
+
+__all__ = ["CATALOG_SUFFIXES", "LoadedCatalog", "load_catalog", "read_document"]
+
+CATALOG_SUFFIXES = (".yaml", ".yml", ".json")
+_TOP_LEVEL = {"version", "defaults", "stages", "connections", "dataflows"}
+_CONNECTION_ADAPTER: TypeAdapter[Connection] = TypeAdapter(Connection)
+
+
+class _StringDatesLoader(yaml.SafeLoader):
+    """SafeLoader that keeps timestamps as strings, so YAML and JSON parse the same way."""
+
+
+_StringDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass(frozen=True)
+class LoadedCatalog:
+    """A validated catalog with its lineage and where each dataflow was declared."""
+
+    catalog: Catalog
+    lineage: Lineage
+    origins: dict[str, str]
+    """Dataflow name -> file it was declared in."""
+    path: Path
+    """The file or folder the catalog was loaded from."""
+
+    def order(self, names: Sequence[str] | None = None) -> list[str]:
+        return self.lineage.order(names)
+
+
+@dataclass
+class _Document:
+    file: str
+    data: Any
+    node: yaml.Node | None
+
+
+def read_document(path: Path) -> Any:
+    """Parse one catalog file (YAML or JSON) into plain Python data, dates kept as strings."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        return json.loads(text)
+    return yaml.load(text, Loader=_StringDatesLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _catalog_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.suffix in CATALOG_SUFFIXES and p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+        return files
+    return [path]
+
+
+def _parse(file: Path, label: str, issues: list[CatalogIssue]) -> _Document | None:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        issues.append(CatalogIssue(label, None, "", f"cannot read the file: {exc.strerror or exc}"))
+        return None
+    try:
+        if file.suffix == ".json":
+            data = json.loads(text)
+            node = None
+        else:
+            node = yaml.compose(text, Loader=_StringDatesLoader)  # noqa: S506 - SafeLoader subclass
+            data = yaml.load(text, Loader=_StringDatesLoader)  # noqa: S506 - SafeLoader subclass
+    except json.JSONDecodeError as exc:
+        issues.append(CatalogIssue(label, None, "", f"invalid JSON: {exc.msg}", exc.lineno))
+        return None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        issues.append(CatalogIssue(label, None, "", f"invalid YAML: {problem}", line))
+        return None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        issues.append(CatalogIssue(label, None, "", "a catalog document must be a mapping with connections and dataflows"))
+        return None
+    return _Document(label, data, node)
+
+
+def _line_of(node: yaml.Node | None, path: Sequence[str | int]) -> int | None:
+    """Line (1-based) of the value at ``path`` inside a composed YAML node tree."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in path:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            if match is None:
+                return line
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return line
+        line = node.start_mark.line + 1
+    return line
+
+
+def _field_path(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
+    """Map a pydantic error location onto keys that exist in the raw data.
+
+    Discriminated unions insert their tag (``csv``, ``merge``...) into the location; those
+    elements are not keys of the document and are dropped.
+    """
+    path: list[str | int] = []
+    node = raw
+    for key in loc:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+            path.append(key)
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+            path.append(key)
+        elif isinstance(node, dict | list):
+            # A missing field, or a union tag: keep a string key only if it is not a tag.
+            if isinstance(key, str) and not _is_union_tag(node, key):
+                path.append(key)
+                node = None
+        else:
+            break
+    return path
+
+
+def _is_union_tag(node: dict[str, Any] | list[Any], key: str) -> bool:
+    if not isinstance(node, dict):
+        return False
+    return key in {node.get("kind"), node.get("format")} or key.startswith(("function-", "union["))
+
+
+def _render(path: Sequence[str | int]) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
+
+
+def _pydantic_issues(
+    exc: ValidationError,
+    *,
+    doc: _Document,
+    raw: Any,
+    base_path: Sequence[str | int],
+    dataflow: str | None,
+    prefix: str = "",
+) -> list[CatalogIssue]:
+    issues = []
+    for error in exc.errors(include_url=False):
+        path = _field_path(raw, error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        # Model validators phrase messages as "field: reason"; move the field into the path.
+        head, sep, rest = message.partition(": ")
+        if sep and head.replace("_", "").replace(".", "").isalnum() and head.islower() and " " not in head:
+            path = [*path, *head.split(".")]
+            message = rest
+        if error["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling; see `coolie schema`)"
+        elif error["type"] == "missing":
+            message = "required field is missing"
+        field = _render([prefix, *path] if prefix else path)
+        issues.append(
+            CatalogIssue(doc.file, dataflow, field, message, _line_of(doc.node, [*base_path, *path]))
+        )
+    return issues
+
+
+def _resolve_folder(raw_path: str, catalog_dir: Path) -> Path:
+    expanded = Path(expand_env(raw_path))
+    return expanded if expanded.is_absolute() else (catalog_dir / expanded).resolve()
+
+
+def load_catalog(path: str | Path) -> LoadedCatalog:
+    """Load and validate a catalog file or folder.
+
+    Relative connection paths resolve against the folder of the file that declares them.
+
+    Raises:
+        CatalogError: with every problem found (file, line, dataflow, field, message).
+    """
+    root = Path(path)
+    issues: list[CatalogIssue] = []
+    if not root.exists():
+        raise CatalogError([CatalogIssue(str(root), None, "", "no such file or folder")])
+    files = _catalog_files(root)
+    if not files:
+        raise CatalogError([CatalogIssue(str(root), None, "", f"no catalog files ({', '.join(CATALOG_SUFFIXES)}) in this folder")])
+
+    documents = [d for f in files if (d := _parse(f, str(f), issues)) is not None]
+
+    defaults: CatalogDefaults | None = None
+    defaults_file: str | None = None
+    stages: dict[str, StageSpec] = {}
+    connections: dict[str, Any] = {}
+    connection_files: dict[str, str] = {}
+    dataflows: list[Dataflow] = []
+    origins: dict[str, str] = {}
+    flow_lines: dict[str, int | None] = {}
+
+    for doc in documents:
+        data = doc.data
+        doc_dir = Path(doc.file).resolve().parent
+        for key in data:
+            if key not in _TOP_LEVEL:
+                issues.append(CatalogIssue(doc.file, None, str(key), f"unknown top-level field; expected one of {sorted(_TOP_LEVEL)}", _line_of(doc.node, [key])))
+        if data.get("version", 1) != 1:
+            issues.append(CatalogIssue(doc.file, None, "version", "only catalog version 1 is supported", _line_of(doc.node, ["version"])))
+        if "defaults" in data:
+            if defaults_file is not None:
+                issues.append(CatalogIssue(doc.file, None, "defaults", f"defaults are already set in {defaults_file}; set them once", _line_of(doc.node, ["defaults"])))
+            else:
+                defaults_file = doc.file
+                try:
+                    defaults = CatalogDefaults.model_validate(data["defaults"])
+                except ValidationError as exc:
+                    issues += _pydantic_issues(exc, doc=doc, raw=data["defaults"], base_path=["defaults"], dataflow=None, prefix="defaults")
+
+        for section in ("stages", "connections"):
+            value = data.get(section, {})
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                issues.append(CatalogIssue(doc.file, None, section, "must be a mapping of name -> settings", _line_of(doc.node, [section])))
+                continue
+            for name, spec in value.items():
+                where = [section, name]
+                field = f"{section}.{name}"
+                seen = stages if section == "stages" else connections
+                if name in seen:
+                    first = connection_files.get(name, "another file") if section == "connections" else "another file"
+                    issues.append(CatalogIssue(doc.file, None, field, f"declared twice (also in {first})", _line_of(doc.node, where)))
+                    continue
+                try:
+                    if section == "stages":
+                        stages[name] = StageSpec.model_validate(spec if spec is not None else {})
+                    else:
+                        conn = _CONNECTION_ADAPTER.validate_python(spec)
+                        connections[name] = _resolve_connection(conn, doc_dir)
+                        connection_files[name] = doc.file
+                except ValidationError as exc:
+                    issues += _pydantic_issues(exc, doc=doc, raw=spec, base_path=where, dataflow=None, prefix=field)
+                except KeyError as exc:
+                    issues.append(CatalogIssue(doc.file, None, f"{field}.path", str(exc.args[0]), _line_of(doc.node, [*where, "path"])))
+
+        raw_flows = data.get("dataflows", [])
+        if raw_flows is None:
+            raw_flows = []
+        if not isinstance(raw_flows, list):
+            issues.append(CatalogIssue(doc.file, None, "dataflows", "must be a list of dataflows", _line_of(doc.node, ["dataflows"])))
+            continue
+        for index, raw in enumerate(raw_flows):
+            base = ["dataflows", index]
+            label = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else f"dataflows[{index}]"
+            try:
+                flow = Dataflow.model_validate(raw)
+            except ValidationError as exc:
+                issues += _pydantic_issues(exc, doc=doc, raw=raw, base_path=base, dataflow=label)
+                continue
+            if flow.name in origins:
+                issues.append(CatalogIssue(doc.file, flow.name, "name", f"dataflow name is used twice (also in {origins[flow.name]})", _line_of(doc.node, [*base, "name"])))
+                continue
+            origins[flow.name] = doc.file
+            flow_lines[flow.name] = _line_of(doc.node, base)
+            dataflows.append(flow)
+
+    if issues:
+        raise CatalogError(issues)
+
+    catalog = Catalog(
+        defaults=defaults or CatalogDefaults(),
+        stages=stages,
+        connections=connections,
+        dataflows=dataflows,
+    )
+    issues += _cross_check(catalog, origins, flow_lines)
+    if issues:
+        raise CatalogError(issues)
+    lineage, problems = build_lineage(catalog)
+    issues += [CatalogIssue(origins[p.dataflow], p.dataflow, p.field, p.message, flow_lines.get(p.dataflow)) for p in problems]
+    if issues:
+        raise CatalogError(issues)
+    return LoadedCatalog(catalog=catalog, lineage=lineage, origins=origins, path=root)
+
+
+def _resolve_connection(conn: BaseModel, doc_dir: Path) -> Any:
+    """Make folder paths absolute (env references expanded); SQL URLs stay unexpanded (secrets)."""
+    if isinstance(conn, FilesConnection | DeltaConnection):
+        return conn.model_copy(update={"path": str(_resolve_folder(conn.path, doc_dir))})
+    if isinstance(conn, PythonConnection) and conn.path is not None:
+        return conn.model_copy(update={"path": str(_resolve_folder(conn.path, doc_dir))})
+    if isinstance(conn, SqlConnection) and conn.url.startswith("sqlite:///"):
+        # A SQLite file holds no secret: resolve it like any other catalog path.
+        file = conn.url.removeprefix("sqlite:///")
+        if file and file != ":memory:":
+            return conn.model_copy(update={"url": "sqlite:///" + str(_resolve_folder(file, doc_dir))})
+    return conn
+
+
+_SOURCE_KINDS: dict[type, type] = {
+    FileSource: FilesConnection,
+    DeltaSource: DeltaConnection,
+    SqlSource: SqlConnection,
+    PythonSource: PythonConnection,
+}
+_KIND_NAMES = {FilesConnection: "files", DeltaConnection: "delta", SqlConnection: "sql", PythonConnection: "python"}
+
+
+def _cross_check(catalog: Catalog, origins: dict[str, str], lines: dict[str, int | None]) -> list[CatalogIssue]:
+    """Rules that span objects: references, connection kinds, path containment, stages."""
+    issues: list[CatalogIssue] = []
+    for flow in catalog.dataflows:
+        def issue(field: str, message: str, flow: Dataflow = flow) -> None:
+            issues.append(CatalogIssue(origins[flow.name], flow.name, field, message, lines.get(flow.name)))
+
+        if catalog.stages and flow.stage not in catalog.stages:
+            issue("stage", f"stage {flow.stage!r} is not declared in stages ({', '.join(sorted(catalog.stages))})")
+
+        source = flow.source
+        conn = catalog.connections.get(source.connection)
+        expected = _SOURCE_KINDS[type(source)]
+        if conn is None:
+            issue("source.connection", f"unknown connection {source.connection!r}; declared: {', '.join(sorted(catalog.connections)) or 'none'}")
+        elif not isinstance(conn, expected):
+            issue("source.connection", f"format {source.format} needs a {_KIND_NAMES[expected]} connection, {source.connection!r} is {conn.kind}")
+        else:
+            rel = source.path if isinstance(source, FileSource) else source.table if isinstance(source, DeltaSource) else None
+            if rel is not None and isinstance(conn, FilesConnection | DeltaConnection):
+                try:
+                    resolve_within(conn.path, rel)
+                except ValueError as exc:
+                    issue("source.path" if isinstance(source, FileSource) else "source.table", str(exc))
+            if isinstance(conn, PythonConnection) and conn.path is not None and not Path(conn.path).is_file():
+                issue("source.connection", f"python connection {source.connection!r} points to a missing file {conn.path}")
+
+        dest = flow.destination
+        dconn = catalog.connections.get(dest.connection)
+        wanted = DeltaConnection if dest.format == "delta" else FilesConnection
+        if dconn is None:
+            issue("destination.connection", f"unknown connection {dest.connection!r}; declared: {', '.join(sorted(catalog.connections)) or 'none'}")
+        elif not isinstance(dconn, wanted):
+            issue("destination.connection", f"format {dest.format} needs a {_KIND_NAMES[wanted]} connection, {dest.connection!r} is {dconn.kind}")
+        else:
+            try:
+                resolve_within(dconn.path, dest.table)
+            except ValueError as exc:
+                issue("destination.table", str(exc))
+            if not dest.table.strip("/"):
+                issue("destination.table", "must name a table folder inside the connection")
+    return issues

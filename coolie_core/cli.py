@@ -1,0 +1,195 @@
+"""The ``coolie`` command line: validate, schema, plan, run.
+
+User errors (bad catalog, bad arguments) print a message without a traceback and exit 2; a run
+in which a dataflow failed exits 1.
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coolie_core.catalog import load_catalog
+from coolie_core.errors import CatalogError, CoolieError
+from coolie_core.models import Catalog
+from coolie_core.planning import plan_dataflows
+from coolie_core.sharding import ShardSpec
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="coolie",
+    help="Metadata-driven ETL into Delta Lake. See the README for the catalog reference.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+CatalogArg = Annotated[Path, typer.Argument(help="Catalog file (YAML/JSON) or folder of them.")]
+StageOpt = Annotated[str | None, typer.Option("--stage", help="Only dataflows of this stage.")]
+DataflowOpt = Annotated[list[str] | None, typer.Option("--dataflow", "-d", help="Only this dataflow (repeatable).")]
+JobNumOpt = Annotated[int | None, typer.Option("--job-num", min=1, help="Number of shards the work is split into.")]
+JobIndexOpt = Annotated[int | None, typer.Option("--job-index", min=0, help="This worker's shard (0-based).")]
+
+
+def shard_from(job_num: int | None, job_index: int | None) -> ShardSpec | None:
+    """Build the shard spec from CLI options; both or neither must be given."""
+    if job_num is None and job_index is None:
+        return None
+    if job_num is None or job_index is None:
+        raise typer.BadParameter("--job-num and --job-index go together")
+    try:
+        return ShardSpec(job_num=job_num, job_index=job_index)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@app.command()
+def validate(catalog: CatalogArg) -> None:
+    """Check a catalog; list every problem with its file, dataflow and field."""
+    loaded = load_catalog(catalog)
+    flows = loaded.catalog.dataflows
+    stages = sorted({f.stage for f in flows})
+    out.print(f"[green]ok[/green] {catalog}: {len(flows)} dataflows in {len(stages)} stages ({', '.join(stages)})")
+
+
+@app.command()
+def schema() -> None:
+    """Print the catalog's JSON Schema (point your editor's YAML plugin at it)."""
+    sys.stdout.write(json.dumps(Catalog.model_json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def plan(
+    catalog: CatalogArg,
+    stage: StageOpt = None,
+    dataflow: DataflowOpt = None,
+    job_num: JobNumOpt = None,
+    job_index: JobIndexOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+) -> None:
+    """Show the dataflows a run would execute, in dependency order. Reads and writes nothing."""
+    shard = shard_from(job_num, job_index)
+    loaded = load_catalog(catalog)
+    planned = plan_dataflows(loaded, stage=stage, dataflows=dataflow or (), shard=shard)
+    rows = [p.describe(loaded) for p in planned]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title=f"plan: {len(rows)} dataflows" + (f" (shard {shard.job_index}/{shard.job_num})" if shard else ""))
+    for column in ("#", "dataflow", "stage", "load", "source", "upstream", "notes"):
+        table.add_column(column)
+    for row in rows:
+        notes = []
+        if row["incremental"]:
+            notes.append("incremental")
+        if row["partitioned"]:
+            notes.append("partitioned")
+        if row["cross_shard_upstream"]:
+            notes.append(f"waits on other shard: {', '.join(row['cross_shard_upstream'])}")  # type: ignore[arg-type]
+        table.add_row(
+            str(row["position"]),
+            str(row["dataflow"]),
+            str(row["stage"]),
+            str(row["load"]),
+            str(row["source_format"]),
+            ", ".join(row["upstream"]),  # type: ignore[arg-type]
+            "; ".join(notes),
+        )
+    out.print(table)
+
+
+@app.command()
+def run(
+    catalog: CatalogArg,
+    stage: StageOpt = None,
+    dataflow: DataflowOpt = None,
+    job_num: JobNumOpt = None,
+    job_index: JobIndexOpt = None,
+    max_workers: Annotated[int | None, typer.Option("--max-workers", min=1, help="Dataflows run in parallel.")] = None,
+    stop_on_error: Annotated[bool, typer.Option("--stop-on-error", help="Launch nothing new after a failure.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: read and write nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Run even when a source is unchanged since its last batch.")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Run records and non-Delta watermarks (default: .coolie beside the catalog).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON lines.")] = False,
+) -> None:
+    """Run dataflows in dependency order; exit 1 when any failed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from coolie_core.driver import Driver
+    from coolie_core.executor import TaskEvent
+
+    shard = shard_from(job_num, job_index)
+    loaded = load_catalog(catalog)
+    with Driver(loaded, state_dir=state_dir) as driver:
+        planned = driver.plan(stage=stage, dataflows=dataflow or (), shard=shard)
+        progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err, disable=as_json or dry_run or not err.is_terminal, transient=True,
+        )
+        with progress:
+            bar = progress.add_task("running", total=len(planned))
+
+            def on_event(event: TaskEvent) -> None:
+                if event.kind != "started":
+                    progress.advance(bar)
+
+            result = driver.run(
+                stage=stage, dataflows=dataflow or (), shard=shard, dry_run=dry_run, force=force,
+                max_workers=max_workers, stop_on_error=stop_on_error, on_event=on_event,
+            )
+    if as_json:
+        for item in result.results:
+            sys.stdout.write(json.dumps(item.to_record(), default=str) + "\n")
+    else:
+        table = Table(title=f"run {result.run_id}: {result.succeeded} succeeded, {result.skipped} skipped, {result.failed} failed")
+        for column in ("dataflow", "status", "rows read", "rows written", "version", "seconds", "note"):
+            table.add_column(column, justify="right" if column in ("rows read", "rows written", "version", "seconds") else "left")
+        colours = {"succeeded": "green", "failed": "red", "skipped": "yellow", "planned": "cyan"}
+        for item in result.results:
+            table.add_row(
+                item.dataflow,
+                f"[{colours[item.status]}]{item.status}[/]",
+                str(item.rows_read), str(item.rows_written),
+                "" if item.delta_version is None else str(item.delta_version),
+                f"{item.duration_s:.2f}",
+                item.error or item.reason or "",
+            )
+        out.print(table)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``coolie`` console script."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except CatalogError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    except CoolieError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        err.print("aborted")
+        return 130
+    except typer.TyperException as exc:  # usage errors: bad option values, missing arguments
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            sys.stderr.write(f"error: {exc}\n")
+        return int(getattr(exc, "exit_code", 2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

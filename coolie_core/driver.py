@@ -1,0 +1,388 @@
+"""The Driver: run a catalog's dataflows (plan, read, transform, write, commit, record).
+
+One dataflow run is: read the stored state (watermark, batch, source fingerprint) -> skip when the
+source is unchanged -> read (watermark/window pushed down) -> transform -> write one atomic
+commit carrying the new watermark -> append a run record. Dataflows of one run go through the
+dependency-aware executor; each is retried on transient errors per its retry spec.
+
+>>> from coolie_core.catalog import load_catalog
+>>> with Driver(load_catalog("examples/demo/catalog.yaml")) as driver:  # doctest: +SKIP
+...     result = driver.run(stage="bronze")
+"""
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import polars as pl
+
+from coolie_core.catalog import LoadedCatalog
+from coolie_core.errors import CoolieError, DataError
+from coolie_core.executor import TaskEvent, execute
+from coolie_core.faults import fault_point
+from coolie_core.filters import watermark_expr, window_expr
+from coolie_core.io.delta import CommitInfo, write_delta
+from coolie_core.io.parquet import discard_uncommitted, write_parquet_folder
+from coolie_core.io.sources import SqlBound, fingerprint_source, read_source
+from coolie_core.locations import destination_location
+from coolie_core.models import Dataflow, SqlSource
+from coolie_core.planning import PlannedDataflow, plan_dataflows
+from coolie_core.retry import RetryAttempt, call_with_retry
+from coolie_core.runlog import RunLog
+from coolie_core.sharding import ShardSpec
+from coolie_core.transforms import add_system_columns, apply_transforms
+from coolie_core.watermarks import (
+    SqliteWatermarkStore,
+    StoredWatermark,
+    Watermark,
+    encode_watermark,
+    max_watermark,
+    read_delta_watermark,
+)
+from coolie_core.windows import Window, windows_covering
+
+__all__ = ["DataflowResult", "Driver", "RunResult"]
+
+Status = Literal["succeeded", "skipped", "failed", "planned"]
+
+
+@dataclass(frozen=True)
+class DataflowResult:
+    """What one dataflow did in a run."""
+
+    dataflow: str
+    status: Status
+    run_id: str
+    reason: str | None = None
+    rows_read: int = 0
+    rows_written: int = 0
+    watermark_before: Watermark | None = None
+    watermark_after: Watermark | None = None
+    delta_version: int | None = None
+    window: str | None = None
+    started_at: dt.datetime | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    error_type: str | None = None
+    attempts: int = 1
+    retries: tuple[str, ...] = ()
+    """One line per retried attempt: the error and the delay before the next."""
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-friendly run record."""
+        return {
+            "run_id": self.run_id,
+            "dataflow": self.dataflow,
+            "status": self.status,
+            "reason": self.reason,
+            "rows_read": self.rows_read,
+            "rows_written": self.rows_written,
+            "watermark_before": None if self.watermark_before is None else encode_watermark(self.watermark_before),
+            "watermark_after": None if self.watermark_after is None else encode_watermark(self.watermark_after),
+            "delta_version": self.delta_version,
+            "window": self.window,
+            "started_at": None if self.started_at is None else self.started_at.isoformat(),
+            "duration_s": round(self.duration_s, 4),
+            "error": self.error,
+            "error_type": self.error_type,
+            "attempts": self.attempts,
+            "retries": list(self.retries),
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outcome of :meth:`Driver.run`: one result per dataflow, in plan order."""
+
+    run_id: str
+    results: list[DataflowResult] = field(default_factory=list)
+
+    def _count(self, status: Status) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def total(self) -> int:
+        return len(self.results)
+
+    @property
+    def succeeded(self) -> int:
+        return self._count("succeeded")
+
+    @property
+    def failed(self) -> int:
+        return self._count("failed")
+
+    @property
+    def skipped(self) -> int:
+        return self._count("skipped")
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def result(self, dataflow: str) -> DataflowResult:
+        return next(r for r in self.results if r.dataflow == dataflow)
+
+
+class _DataflowFailed(Exception):
+    """Carries a failed result through the executor (which then skips the downstream)."""
+
+    def __init__(self, result: DataflowResult) -> None:
+        super().__init__(result.error)
+        self.result = result
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def _collect(lf: pl.LazyFrame, *, dataflow: str) -> pl.DataFrame:
+    try:
+        return lf.collect(engine="streaming")
+    except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError, pl.exceptions.SchemaError,
+            pl.exceptions.ColumnNotFoundError, pl.exceptions.SQLInterfaceError) as exc:
+        raise DataError(f"dataflow {dataflow}: {type(exc).__name__}: {exc}") from exc
+
+
+class Driver:
+    """Runs dataflows of one catalog. Use as a context manager; no global state.
+
+    Args:
+        catalog: the loaded catalog.
+        state_dir: where the run log and the watermark store of non-Delta destinations live
+            (default ``.coolie`` beside the catalog).
+        run_id: id stamped on every record and commit (generated when omitted).
+        retries: apply each dataflow's retry spec (orchestrators with their own retry policy,
+            like Dagster, turn this off so retries are not stacked).
+        sleep: injected for tests of retry delays.
+    """
+
+    def __init__(
+        self,
+        catalog: LoadedCatalog,
+        *,
+        state_dir: str | Path | None = None,
+        run_id: str | None = None,
+        retries: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.loaded = catalog
+        base = catalog.path if catalog.path.is_dir() else catalog.path.parent
+        self.state_dir = Path(state_dir) if state_dir is not None else base / ".coolie"
+        self.run_id = run_id or new_run_id()
+        self.retries = retries
+        self._sleep = sleep
+        self.runlog = RunLog(self.state_dir / "runs")
+        self.store = SqliteWatermarkStore(self.state_dir / "watermarks.sqlite")
+
+    def __enter__(self) -> "Driver":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+    # ------------------------------------------------------------------ planning
+
+    def plan(self, *, stage: str | None = None, dataflows: Sequence[str] = (), shard: ShardSpec | None = None) -> list[PlannedDataflow]:
+        """The dataflows :meth:`run` would execute, in order. Reads and writes nothing."""
+        return plan_dataflows(self.loaded, stage=stage, dataflows=dataflows, shard=shard)
+
+    # ------------------------------------------------------------------ running
+
+    def run(
+        self,
+        *,
+        stage: str | None = None,
+        dataflows: Sequence[str] = (),
+        shard: ShardSpec | None = None,
+        dry_run: bool = False,
+        force: bool = False,
+        max_workers: int | None = None,
+        stop_on_error: bool = False,
+        on_event: Callable[[TaskEvent], None] | None = None,
+    ) -> RunResult:
+        """Run the selected dataflows in dependency order, independent ones in parallel.
+
+        A failed dataflow fails only itself and skips its downstream. ``dry_run`` plans only.
+        ``force`` runs even when the source is unchanged since the last batch.
+        """
+        planned = self.plan(stage=stage, dataflows=dataflows, shard=shard)
+        if dry_run:
+            return RunResult(self.run_id, [DataflowResult(p.name, "planned", self.run_id) for p in planned])
+        names = [p.name for p in planned]
+        upstream = {p.name: p.upstream for p in planned}
+
+        def task(name: str) -> DataflowResult:
+            result = self.run_one(self.loaded.catalog.dataflow(name), force=force)
+            if result.status == "failed":
+                raise _DataflowFailed(result)
+            return result
+
+        outcome = execute(
+            names,
+            upstream=upstream,
+            task=task,
+            max_workers=max_workers or self.loaded.catalog.defaults.max_workers,
+            stop_on_error=stop_on_error,
+            on_event=on_event,
+        )
+        results = []
+        for name in names:
+            record = outcome.records[name]
+            if record.result is not None:
+                results.append(record.result)
+            elif isinstance(record.error, _DataflowFailed):
+                results.append(record.error.result)
+            elif record.error is not None:
+                results.append(self._failed(name, record.error, attempts=1, started=None, t0=time.monotonic()))
+            else:
+                skipped = DataflowResult(name, "skipped", self.run_id, reason=record.reason)
+                self.runlog.append(skipped.to_record())
+                results.append(skipped)
+        return RunResult(self.run_id, results)
+
+    def run_one(self, flow: Dataflow, *, window: Window | None = None, force: bool = False) -> DataflowResult:
+        """Run one dataflow (optionally one window of it) with retries; never raises for data errors.
+
+        The returned result has status ``failed`` and the error message instead.
+        """
+        attempts: list[RetryAttempt] = []
+        started = dt.datetime.now(dt.UTC)
+        t0 = time.monotonic()
+        spec = self.loaded.catalog.retry_for(flow)
+        if not self.retries:
+            spec = spec.model_copy(update={"count": 0})
+        try:
+            result = call_with_retry(
+                lambda: self._attempt(flow, window=window, force=force),
+                spec=spec,
+                sleep=self._sleep,
+                on_retry=attempts.append,
+            )
+            result = replace(result, started_at=started, duration_s=time.monotonic() - t0, attempts=len(attempts) + 1,
+                             retries=tuple(_describe(a) for a in attempts))
+        except Exception as exc:  # every failure becomes a recorded result
+            result = self._failed(flow.name, exc, attempts=len(attempts) + 1, started=started, t0=t0,
+                                  retries=tuple(_describe(a) for a in attempts))
+        self.runlog.append(result.to_record())
+        return result
+
+    def _failed(self, name: str, exc: BaseException, *, attempts: int, started: dt.datetime | None, t0: float,
+                retries: tuple[str, ...] = ()) -> DataflowResult:
+        message = str(exc) if isinstance(exc, CoolieError) else f"{type(exc).__name__}: {exc}"
+        return DataflowResult(
+            name, "failed", self.run_id, error=message, error_type=type(exc).__name__, attempts=attempts,
+            started_at=started, duration_s=time.monotonic() - t0, retries=retries,
+        )
+
+    def read_state(self, flow: Dataflow) -> StoredWatermark:
+        """The stored batch, watermark and source fingerprint of a dataflow."""
+        dest = destination_location(self.loaded.catalog, flow)
+        if flow.destination.format == "delta":
+            return read_delta_watermark(dest, dataflow=flow.name)
+        return self.store.read(flow.name)
+
+    def _attempt(self, flow: Dataflow, *, window: Window | None, force: bool) -> DataflowResult:
+        catalog = self.loaded.catalog
+        dest = destination_location(catalog, flow)
+        is_delta = flow.destination.format == "delta"
+        state = self.read_state(flow)
+        if not is_delta:
+            discard_uncommitted(dest, committed_batch=state.batch)
+        fingerprint = fingerprint_source(catalog, flow)
+        wm_before = state.value if flow.watermark_columns else None
+        window_text = None if window is None else window.key
+        base = DataflowResult(flow.name, "skipped", self.run_id, watermark_before=wm_before, watermark_after=wm_before, window=window_text)
+        if window is None and not force and fingerprint is not None and fingerprint == state.source:
+            return replace(base, reason=f"source unchanged since batch {state.batch}")
+
+        sql_bounds = self._sql_bounds(flow, wm_before, window)
+        lf = read_source(catalog, flow, sql_bounds=sql_bounds, context={"watermark": wm_before, "window": window})
+        lf = apply_transforms(lf, flow.transforms, dataflow=flow.name)
+        schema = lf.collect_schema()
+        if window is not None:
+            assert flow.partitions is not None
+            lf = lf.filter(window_expr(flow.partitions.column, window.lo, window.hi, schema, where=flow.name))
+        if wm_before:
+            expr = watermark_expr(wm_before, flow.lookback, schema, where=flow.name)
+            if expr is not None:
+                lf = lf.filter(expr)
+        frame = _collect(lf, dataflow=flow.name)
+        fault_point("after_read", flow.name)
+        rows_read = frame.height
+        wm_after = max_watermark(frame, flow.watermark_columns, wm_before, dataflow=flow.name)
+        if rows_read == 0 and not (window is not None and flow.load == "replace_window"):
+            return replace(base, reason="no new rows" if flow.watermark_columns else "source is empty")
+
+        if flow.system_columns:
+            frame = add_system_columns(frame.lazy(), loaded_at=dt.datetime.now(dt.UTC), run_id=self.run_id).collect()
+        batch = state.batch + 1
+        info = CommitInfo(
+            dataflow=flow.name,
+            run_id=self.run_id,
+            batch=batch if window is None else None,
+            watermark=wm_after if window is None else None,
+            window=window_text,
+            source=fingerprint if window is None else None,
+        )
+        fault_point("before_commit", flow.name)
+        version: int | None = None
+        if is_delta:
+            bounds: list[tuple[Any, Any]] = []
+            column = None
+            if flow.load == "replace_window":
+                assert flow.partitions is not None
+                column = flow.partitions.column
+                bounds = [(window.lo, window.hi)] if window is not None else self._covering(flow, frame)
+            written = write_delta(dest, frame, destination=flow.destination, info=info,
+                                  order_columns=flow.watermark_columns, window_column=column, windows=bounds)
+            rows_written, version = written.rows_written, written.version
+        else:
+            rows_written = write_parquet_folder(dest, frame, destination=flow.destination, batch=batch, run_id=self.run_id)
+            fault_point("after_files", flow.name)
+            self.store.commit(flow.name, batch=batch, watermark=wm_after, source=fingerprint)
+        fault_point("after_commit", flow.name)
+        return replace(base, status="succeeded", reason=None, rows_read=rows_read, rows_written=rows_written,
+                       watermark_after=wm_after if window is None else wm_before, delta_version=version)
+
+    @staticmethod
+    def _covering(flow: Dataflow, frame: pl.DataFrame) -> list[tuple[Any, Any]]:
+        assert flow.partitions is not None
+        column = flow.partitions.column
+        lo, hi = frame.select(pl.col(column).min().alias("lo"), pl.col(column).max().alias("hi")).row(0)
+        windows = windows_covering(flow.partitions, lo=lo, hi_inclusive=hi)
+        return [(w.lo, w.hi) for w in windows]
+
+    @staticmethod
+    def _sql_bounds(flow: Dataflow, watermark: Watermark | None, window: Window | None) -> list[SqlBound]:
+        """Bounds a SQL source applies in the database (numeric watermarks and windows only:
+        text-typed dates in e.g. SQLite would compare as strings). The same filters are applied
+        again on the typed data, so pushdown only ever narrows what is transferred."""
+        if not isinstance(flow.source, SqlSource):
+            return []
+        produced = {c for t in flow.transforms if t.kind in ("rename", "derive", "cast") for c in _outputs(t)}
+        bounds = []
+        if watermark and len(watermark) == 1 and flow.lookback is None:
+            column, value = next(iter(watermark.items()))
+            if column not in produced and isinstance(value, int | float) and not isinstance(value, bool):
+                bounds.append(SqlBound(column, ">", value))
+        if window is not None and flow.partitions is not None and flow.partitions.column not in produced:
+            if isinstance(window.lo, int):
+                bounds += [SqlBound(flow.partitions.column, ">=", window.lo), SqlBound(flow.partitions.column, "<", window.hi)]
+        return bounds
+
+
+def _outputs(transform: Any) -> list[str]:
+    columns = getattr(transform, "columns", {})
+    if transform.kind == "rename":
+        return list(columns.values())
+    return list(columns)
+
+
+def _describe(attempt: RetryAttempt) -> str:
+    return str(attempt)

@@ -1,0 +1,1 @@
+"""Source readers and destination writers."""

@@ -1,0 +1,218 @@
+"""Write a frame to a Delta table with one atomic commit per load (delta-rs).
+
+Every commit carries coolie's metadata (dataflow, run id, batch, watermark, window) and, for
+incremental batches, the application transaction ``coolie:<dataflow>`` — so the data and the
+watermark land together or not at all.
+"""
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from coolie_core.errors import DataError, TransientError, WriteError
+from coolie_core.models import DestinationSpec
+from coolie_core.watermarks import (
+    BATCH_KEY,
+    DATAFLOW_KEY,
+    RUN_ID_KEY,
+    SOURCE_KEY,
+    WATERMARK_KEY,
+    WINDOW_KEY,
+    Watermark,
+    app_id,
+    encode_watermark,
+)
+
+__all__ = ["CommitInfo", "WriteResult", "delta_table_exists", "quote", "window_predicate", "write_delta"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    """What coolie records in a commit besides the data."""
+
+    dataflow: str
+    run_id: str
+    batch: int | None = None
+    """Incremental batch number: also the application transaction version."""
+    watermark: Watermark | None = None
+    window: str | None = None
+    source: str | None = None
+    """Fingerprint of the source as read."""
+    extra: dict[str, str] = field(default_factory=dict)
+    app_transaction: tuple[str, int] | None = None
+    """Overrides the default ``(coolie:<dataflow>, batch)`` transaction (replay chunks use their own)."""
+
+    def properties(self) -> Any:
+        from deltalake import CommitProperties, Transaction
+
+        metadata = {DATAFLOW_KEY: self.dataflow, RUN_ID_KEY: self.run_id, **self.extra}
+        transactions = []
+        if self.batch is not None:
+            metadata[BATCH_KEY] = str(self.batch)
+            transactions.append(Transaction(app_id=app_id(self.dataflow), version=self.batch))
+        if self.app_transaction is not None:
+            transactions.append(Transaction(app_id=self.app_transaction[0], version=self.app_transaction[1]))
+        if self.watermark is not None:
+            metadata[WATERMARK_KEY] = encode_watermark(self.watermark)
+        if self.window is not None:
+            metadata[WINDOW_KEY] = self.window
+        if self.source is not None:
+            metadata[SOURCE_KEY] = self.source
+        return CommitProperties(custom_metadata=metadata, app_transactions=transactions or None)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    rows_written: int
+    version: int | None
+    """Delta version of the commit (None when nothing was committed)."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def delta_table_exists(path: str | Path) -> bool:
+    return (Path(path) / "_delta_log").is_dir()
+
+
+def quote(column: str) -> str:
+    """Quote a column name for delta-rs SQL predicates."""
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _literal(value: Any, dtype: pl.DataType | None) -> str:
+    if isinstance(value, dt.datetime):
+        if dtype == pl.Date():
+            return f"'{value.date().isoformat()}'"
+        return f"'{value.astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}'"
+    if isinstance(value, dt.date):
+        return f"'{value.isoformat()}'"
+    if isinstance(value, int | float):
+        return repr(value)
+    raise TypeError(f"unsupported window bound {value!r}")
+
+
+def window_predicate(column: str, bounds: Sequence[tuple[Any, Any]], dtype: pl.DataType | None) -> str:
+    """``(col >= lo AND col < hi) OR ...`` for delta-rs, bounds as typed literals."""
+    parts = [
+        f"({quote(column)} >= {_literal(lo, dtype)} AND {quote(column)} < {_literal(hi, dtype)})" for lo, hi in bounds
+    ]
+    return " OR ".join(parts) if parts else "false"
+
+
+def _dedup_keys(frame: pl.DataFrame, keys: list[str], order: list[str], *, policy: str, dataflow: str) -> pl.DataFrame:
+    duplicated = frame.select(pl.struct(keys).is_duplicated().any()).item()
+    if not duplicated:
+        return frame
+    if policy == "fail":
+        sample = frame.filter(pl.struct(keys).is_duplicated()).select(keys).head(3).to_dicts()
+        raise DataError(
+            f"dataflow {dataflow}: the source holds several rows for the same merge key, e.g. {sample}; "
+            "set destination.on_duplicate_keys: latest or deduplicate in a transform"
+        )
+    indexed = frame.with_row_index("__coolie_order")
+    return (
+        indexed.sort([*order, "__coolie_order"], nulls_last=False)
+        .unique(subset=keys, keep="last", maintain_order=True)
+        .sort("__coolie_order")
+        .drop("__coolie_order")
+    )
+
+
+def _wrap_errors(exc: Exception, *, dataflow: str, table: Path) -> Exception:
+    from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
+
+    if isinstance(exc, CommitFailedError):
+        return TransientError(f"dataflow {dataflow}: commit conflict on {table}: {exc}")
+    if isinstance(exc, SchemaMismatchError):
+        return WriteError(f"dataflow {dataflow}: the data's schema does not match table {table}: {exc}")
+    if isinstance(exc, DeltaError):
+        return WriteError(f"dataflow {dataflow}: writing {table} failed: {exc}")
+    if isinstance(exc, OSError):
+        return TransientError(f"dataflow {dataflow}: I/O error writing {table}: {exc}")
+    return exc
+
+
+def write_delta(
+    path: Path,
+    frame: pl.DataFrame,
+    *,
+    destination: DestinationSpec,
+    info: CommitInfo,
+    order_columns: list[str],
+    window_column: str | None = None,
+    windows: Sequence[tuple[Any, Any]] = (),
+) -> WriteResult:
+    """Write ``frame`` with the destination's load strategy in one commit.
+
+    Args:
+        path: the table folder.
+        frame: rows to write (already transformed, with system columns).
+        destination: the dataflow's destination spec.
+        info: commit metadata (watermark, batch, window).
+        order_columns: "latest" order for duplicate merge keys (watermark columns).
+        window_column: replace_window's column.
+        windows: replace_window's ``[lo, hi)`` bounds to replace.
+    """
+    from deltalake import DeltaTable, write_deltalake
+
+    from coolie_core.io.scd2 import write_scd2
+
+    load = destination.load
+    partition_by = destination.partition_by or None
+    exists = delta_table_exists(path)
+    try:
+        if load == "scd2":
+            return write_scd2(path, frame, destination=destination, info=info, order_columns=order_columns)
+        if load == "append" or (load == "merge" and not exists):
+            data = frame
+            if load == "merge":
+                data = _dedup_keys(frame, destination.merge_keys, order_columns, policy=destination.on_duplicate_keys, dataflow=info.dataflow)
+                if destination.cdc is not None:
+                    data = data.filter(~pl.col(destination.cdc.column).cast(pl.String).is_in(destination.cdc.delete))
+            write_deltalake(str(path), data.to_arrow(), mode="append", partition_by=partition_by, commit_properties=info.properties())
+            return WriteResult(data.height, DeltaTable(str(path)).version())
+        if load == "overwrite":
+            write_deltalake(
+                str(path), frame.to_arrow(), mode="overwrite", schema_mode="overwrite", partition_by=partition_by, commit_properties=info.properties()
+            )
+            return WriteResult(frame.height, DeltaTable(str(path)).version())
+        if load == "replace_window":
+            assert window_column is not None
+            dtype = frame.schema.get(window_column)
+            if dtype is None:
+                raise DataError(f"dataflow {info.dataflow}: partition column {window_column} is not in the data ({frame.columns})")
+            if not exists:
+                write_deltalake(str(path), frame.to_arrow(), mode="append", partition_by=partition_by, commit_properties=info.properties())
+            else:
+                predicate = window_predicate(window_column, windows, dtype)
+                write_deltalake(str(path), frame.to_arrow(), mode="overwrite", predicate=predicate, commit_properties=info.properties())
+            return WriteResult(frame.height, DeltaTable(str(path)).version())
+        # merge into an existing table
+        keys = destination.merge_keys
+        data = _dedup_keys(frame, keys, order_columns, policy=destination.on_duplicate_keys, dataflow=info.dataflow)
+        table = DeltaTable(str(path))
+        predicate = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
+        merger = table.merge(source=data.to_arrow(), predicate=predicate, source_alias="s", target_alias="t", commit_properties=info.properties())
+        if destination.cdc is not None:
+            values = ", ".join("'" + v.replace("'", "''") + "'" for v in destination.cdc.delete)
+            is_delete = f"CAST(s.{quote(destination.cdc.column)} AS STRING) IN ({values})"
+            merger = (
+                merger.when_matched_delete(predicate=is_delete)
+                .when_matched_update_all(predicate=f"NOT ({is_delete})")
+                .when_not_matched_insert_all(predicate=f"NOT ({is_delete})")
+            )
+        else:
+            merger = merger.when_matched_update_all().when_not_matched_insert_all()
+        metrics = merger.execute()
+        table.update_incremental()
+        return WriteResult(data.height, table.version(), dict(metrics))
+    except (DataError, WriteError, TransientError):
+        raise
+    except Exception as exc:
+        wrapped = _wrap_errors(exc, dataflow=info.dataflow, table=path)
+        if wrapped is exc:
+            raise
+        raise wrapped from exc

@@ -1,0 +1,143 @@
+"""SCD2 (slowly changing dimension, type 2) loads in one Delta merge commit.
+
+Rules, per business key:
+
+* A version is a row whose tracked columns differ from the previous version (null-safe). Rows
+  identical to the version before them create nothing.
+* Several changes of one key in one batch become a chain of versions: each closes at the next
+  one's ``valid_from``; only the last is current.
+* A change at the same ``valid_from`` as the current version corrects it in place (no new
+  version); a change older than the current version is late and ignored. So there is never more
+  than one current row per key.
+* Two source rows of one key with the same timestamp: the later row in input order wins.
+
+All of it — closing old versions, corrections and inserts — is one MERGE, so one commit.
+"""
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from coolie_core.errors import DataError
+from coolie_core.io.delta import WriteResult, delta_table_exists, quote
+from coolie_core.models import DestinationSpec
+from coolie_core.transforms import LOADED_AT, SYSTEM_COLUMNS
+
+if TYPE_CHECKING:
+    from coolie_core.io.delta import CommitInfo
+
+__all__ = ["write_scd2"]
+
+_ACTION = "__coolie_action"
+_MK = "__coolie_mk_"
+
+
+def _tracked(frame: pl.DataFrame, destination: DestinationSpec) -> list[str]:
+    spec = destination.scd2
+    if spec.track:
+        return spec.track
+    skip = {*destination.merge_keys, *SYSTEM_COLUMNS, spec.valid_from, spec.valid_to, spec.is_current}
+    if spec.effective_column:
+        skip.add(spec.effective_column)
+    return [c for c in frame.columns if c not in skip]
+
+
+def _changed(columns: list[str], left_suffix: str = "", right_suffix: str = "__prev") -> pl.Expr:
+    if not columns:
+        return pl.lit(False)
+    return pl.any_horizontal([pl.col(c + left_suffix).ne_missing(pl.col(c + right_suffix)) for c in columns])
+
+
+def write_scd2(
+    path: Path,
+    frame: pl.DataFrame,
+    *,
+    destination: DestinationSpec,
+    info: "CommitInfo",
+    order_columns: list[str],
+) -> WriteResult:
+    """Apply ``frame`` as a batch of changes to an SCD2 history table."""
+    from deltalake import DeltaTable, write_deltalake
+
+    spec = destination.scd2
+    keys = destination.merge_keys
+    effective = spec.effective_column or (order_columns[0] if order_columns else LOADED_AT)
+    if effective not in frame.columns:
+        raise DataError(f"dataflow {info.dataflow}: scd2 effective column {effective} is not in the data")
+    tracked = _tracked(frame, destination)
+    vf, vt, cur = spec.valid_from, spec.valid_to, spec.is_current
+
+    # One row per (key, timestamp): the later input row wins; then drop no-op versions.
+    batch = (
+        frame.with_row_index("__coolie_order")
+        .with_columns(pl.col(effective).alias(vf))
+        .sort([*keys, vf, "__coolie_order"])
+        .unique(subset=[*keys, vf], keep="last", maintain_order=True)
+        .drop("__coolie_order")
+    )
+    prev = [pl.col(c).shift(1).over(keys).alias(c + "__prev") for c in tracked]
+    batch = batch.with_columns(prev).with_columns(
+        (pl.col(vf).shift(1).over(keys).is_null() | _changed(tracked)).alias("__keep")
+    )
+    batch = batch.filter("__keep").drop(["__keep", *(c + "__prev" for c in tracked)])
+
+    if not delta_table_exists(path):
+        out = batch.with_columns(pl.col(vf).shift(-1).over(keys).alias(vt)).with_columns(pl.col(vt).is_null().alias(cur))
+        write_deltalake(str(path), out.to_arrow(), mode="append", partition_by=destination.partition_by or None, commit_properties=info.properties())
+        return WriteResult(out.height, DeltaTable(str(path)).version())
+
+    table = DeltaTable(str(path))
+    current = (
+        pl.scan_delta(str(path))
+        .filter(pl.col(cur))
+        .join(batch.select(keys).unique().lazy(), on=keys, how="semi")
+        .select([*keys, *tracked, vf])
+        .collect()
+    )
+    joined = batch.join(current, on=keys, how="left", suffix="__cur")
+    cur_from = pl.col(vf + "__cur")
+    has_current = cur_from.is_not_null()
+    # Late rows (older than the current version) are ignored.
+    joined = joined.filter(~has_current | (pl.col(vf) >= cur_from))
+    # A first version equal to the current one is a no-op; a change at the same instant corrects it.
+    first = pl.col(vf).rank("ordinal").over(keys) == 1
+    same_as_current = has_current & ~_changed(tracked, "", "__cur")
+    joined = joined.filter(~(first & same_as_current))
+    # Recompute "first" after filtering, then classify.
+    first = pl.col(vf).rank("ordinal").over(keys) == 1
+    joined = joined.with_columns(
+        pl.when(first & has_current & (pl.col(vf) == cur_from)).then(pl.lit("fix")).otherwise(pl.lit("insert")).alias(_ACTION),
+        (first & has_current & (pl.col(vf) > cur_from)).alias("__closes"),
+    )
+    joined = joined.with_columns(pl.col(vf).shift(-1).over(keys).alias(vt)).with_columns(pl.col(vt).is_null().alias(cur))
+    columns = [c for c in batch.columns] + [vt, cur]
+    inserts_and_fixes = joined.select(
+        [*columns, _ACTION, *(pl.when(pl.col(_ACTION) == "fix").then(pl.col(k)).otherwise(None).alias(_MK + k) for k in keys)]
+    )
+    closes = joined.filter("__closes").select(
+        [*columns, pl.lit("close").alias(_ACTION), *(pl.col(k).alias(_MK + k) for k in keys)]
+    )
+    source = pl.concat([closes, inserts_and_fixes], how="vertical_relaxed")
+    if source.height == 0:
+        return WriteResult(0, None)
+
+    predicate = " AND ".join([*(f"t.{quote(k)} = s.{quote(_MK + k)}" for k in keys), f"t.{quote(cur)} = true"])
+    target_columns = [c for c in columns]
+    metrics = (
+        table.merge(source=source.to_arrow(), predicate=predicate, source_alias="s", target_alias="t", commit_properties=info.properties())
+        .when_matched_update(
+            updates={quote(vt): f"s.{quote(vf)}", quote(cur): "false"}, predicate=f"s.{quote(_ACTION)} = 'close'"
+        )
+        .when_matched_update(
+            updates={quote(c): f"s.{quote(c)}" for c in target_columns if c not in keys and c not in (vf,)},
+            predicate=f"s.{quote(_ACTION)} = 'fix'",
+        )
+        .when_not_matched_insert(
+            updates={quote(c): f"s.{quote(c)}" for c in target_columns}, predicate=f"s.{quote(_ACTION)} = 'insert'"
+        )
+        .execute()
+    )
+    table.update_incremental()
+    written = int(joined.height)
+    return WriteResult(written, table.version(), dict(metrics))

@@ -1,0 +1,214 @@
+"""Read a dataflow's source as a polars LazyFrame, with filters pushed down where possible.
+
+Files, Delta tables and python functions are scanned lazily, so the filters applied later (source
+filter, watermark, window) reach the scan. SQL sources get watermark and window bounds as bound
+parameters in the query, never formatted into its text.
+"""
+
+import glob
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from coolie_core.errors import SourceError, TransientError
+from coolie_core.locations import expand_env, source_location
+from coolie_core.models import (
+    Catalog,
+    Dataflow,
+    DeltaSource,
+    FileSource,
+    PythonConnection,
+    PythonSource,
+    SqlConnection,
+    SqlSource,
+)
+from coolie_core.transforms import sql_expr
+
+__all__ = ["SqlBound", "fingerprint_source", "read_source"]
+
+
+@dataclass(frozen=True, slots=True)
+class SqlBound:
+    """A lower (``>`` or ``>=``) or upper (``<``) bound pushed into a SQL source as a parameter."""
+
+    column: str
+    op: str
+    value: Any
+
+
+def _file_paths(pattern: Path, *, dataflow: str) -> list[str]:
+    paths = sorted(glob.glob(str(pattern), recursive=True))
+    files = [p for p in paths if os.path.isfile(p)]
+    if not files:
+        raise SourceError(f"dataflow {dataflow}: no source files match {pattern}")
+    return files
+
+
+def _read_files(source: FileSource, pattern: Path, *, dataflow: str) -> pl.LazyFrame:
+    files = _file_paths(pattern, dataflow=dataflow)
+    options = dict(source.options)
+    if source.format == "parquet":
+        return pl.scan_parquet(files, **options)
+    if source.format == "csv":
+        return pl.scan_csv(files, **options)
+    if source.format == "jsonl":
+        return pl.scan_ndjson(files, **options)
+    # Plain JSON (an array of objects) has no lazy scanner; read each file.
+    frames = [pl.read_json(f, **options) for f in files]
+    return pl.concat(frames, how="diagonal_relaxed").lazy()
+
+
+def _load_module(connection: PythonConnection, name: str) -> ModuleType:
+    if connection.module is not None:
+        return importlib.import_module(connection.module)
+    path = Path(str(connection.path))
+    module_name = f"coolie_source_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise SourceError(f"cannot import python source file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _read_python(source: PythonSource, connection: PythonConnection, *, dataflow: str, context: Mapping[str, Any]) -> pl.LazyFrame:
+    module = _load_module(connection, source.connection)
+    function = getattr(module, source.function, None)
+    if not callable(function):
+        raise SourceError(f"dataflow {dataflow}: {module.__name__} has no function {source.function}")
+    accepted = inspect.signature(function).parameters
+    kwargs = {k: v for k, v in context.items() if k in accepted}
+    result = function(**kwargs)
+    if isinstance(result, pl.LazyFrame):
+        return result
+    if isinstance(result, pl.DataFrame):
+        return result.lazy()
+    if isinstance(result, pa.Table):
+        frame = pl.from_arrow(result)
+        assert isinstance(frame, pl.DataFrame)
+        return frame.lazy()
+    raise SourceError(
+        f"dataflow {dataflow}: {source.function} returned {type(result).__name__}; "
+        "return a polars DataFrame/LazyFrame or a pyarrow Table"
+    )
+
+
+def _read_sql(source: SqlSource, connection: SqlConnection, *, dataflow: str, bounds: list[SqlBound]) -> pl.LazyFrame:
+    import sqlalchemy as sa
+    from sqlalchemy import exc as sa_exc
+
+    try:
+        url = expand_env(connection.url)
+    except KeyError as exc:
+        raise SourceError(f"dataflow {dataflow}: connection {source.connection}: {exc.args[0]}") from None
+    base = f"SELECT * FROM {source.table}" if source.table else f"SELECT * FROM ({source.query}) AS coolie_src"
+    clauses = [f"({source.filter})"] if source.filter else []
+    params: dict[str, Any] = {}
+    for index, bound in enumerate(bounds):
+        key = f"coolie_p{index}"
+        clauses.append(f'"{bound.column}" {bound.op} :{key}')
+        params[key] = bound.value
+    text = base + (" WHERE " + " AND ".join(clauses) if clauses else "")
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            frame = pl.read_database(sa.text(text), conn, execute_options={"parameters": params}, infer_schema_length=None)
+    except (sa_exc.OperationalError, sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
+        # Message without the URL: it may hold an expanded secret.
+        raise TransientError(f"dataflow {dataflow}: database error on connection {source.connection}: {type(exc.orig).__name__}: {exc.orig}") from None
+    except sa_exc.SQLAlchemyError as exc:
+        raise SourceError(f"dataflow {dataflow}: query failed on connection {source.connection}: {type(exc).__name__}: {getattr(exc, 'orig', exc)}") from None
+    finally:
+        engine.dispose()
+    assert isinstance(frame, pl.DataFrame)
+    return frame.lazy()
+
+
+def read_source(
+    catalog: Catalog,
+    flow: Dataflow,
+    *,
+    sql_bounds: list[SqlBound] | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> pl.LazyFrame:
+    """The dataflow's source as a LazyFrame, with the source ``filter`` applied.
+
+    Args:
+        catalog: the loaded catalog (connection paths already absolute).
+        flow: the dataflow to read.
+        sql_bounds: watermark/window bounds a SQL source applies in the database.
+        context: keyword arguments offered to a python source (``watermark``, ``window``).
+
+    Raises:
+        SourceError: the source cannot be read (no files, unknown function, bad query).
+    """
+    source = flow.source
+    try:
+        if isinstance(source, FileSource):
+            location = source_location(catalog, flow)
+            assert location is not None
+            lf = _read_files(source, location, dataflow=flow.name)
+        elif isinstance(source, DeltaSource):
+            location = source_location(catalog, flow)
+            assert location is not None
+            if not (location / "_delta_log").is_dir():
+                raise SourceError(f"dataflow {flow.name}: source Delta table {location} does not exist (has its producer run?)")
+            lf = pl.scan_delta(str(location))
+        elif isinstance(source, SqlSource):
+            connection = catalog.connections[source.connection]
+            assert isinstance(connection, SqlConnection)
+            lf = _read_sql(source, connection, dataflow=flow.name, bounds=sql_bounds or [])
+        else:
+            connection = catalog.connections[source.connection]
+            assert isinstance(connection, PythonConnection)
+            lf = _read_python(source, connection, dataflow=flow.name, context=context or {})
+    except (SourceError, TransientError):
+        raise
+    except OSError as exc:
+        raise TransientError(f"dataflow {flow.name}: cannot read source: {exc}") from exc
+    if source.filter and not isinstance(source, SqlSource):
+        lf = lf.filter(sql_expr(source.filter, where=f"{flow.name}.source.filter"))
+    return lf
+
+
+def fingerprint_source(catalog: Catalog, flow: Dataflow) -> str | None:
+    """A cheap fingerprint of what the source holds now, or None when it cannot be known.
+
+    Files: names, sizes and modification times. Delta: the table version. SQL and python
+    sources have none (they always run).
+    """
+    import hashlib
+
+    source = flow.source
+    if isinstance(source, FileSource):
+        location = source_location(catalog, flow)
+        assert location is not None
+        digest = hashlib.sha256()
+        for path in sorted(glob.glob(str(location), recursive=True)):
+            if os.path.isfile(path):
+                stat = os.stat(path)
+                digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return "files:" + digest.hexdigest()[:32]
+    if isinstance(source, DeltaSource):
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        location = source_location(catalog, flow)
+        try:
+            return f"delta:{DeltaTable(str(location)).version()}"
+        except TableNotFoundError:
+            return None
+    return None

@@ -1,0 +1,190 @@
+"""Declarative transforms, applied lazily to a polars LazyFrame.
+
+Each transform of the catalog maps to polars expressions; nothing is computed until the driver
+collects. Cast failures surface at collect time as :class:`~coolie_core.errors.DataError`
+naming the column and a sample value.
+"""
+
+import datetime as dt
+import hashlib
+import re
+
+import polars as pl
+
+from coolie_core.errors import DataError
+from coolie_core.models import (
+    AggregateTransform,
+    CastTransform,
+    DedupTransform,
+    DeriveTransform,
+    DropTransform,
+    FilterTransform,
+    HashTransform,
+    MaskTransform,
+    RenameTransform,
+    SelectTransform,
+    Transform,
+)
+
+__all__ = [
+    "LOADED_AT",
+    "RUN_ID",
+    "SYSTEM_COLUMNS",
+    "add_system_columns",
+    "apply_transforms",
+    "polars_dtype",
+    "sql_expr",
+]
+
+LOADED_AT = "_coolie_loaded_at"
+RUN_ID = "_coolie_run_id"
+SYSTEM_COLUMNS = (LOADED_AT, RUN_ID)
+REDACTED = "***"
+
+_SIMPLE_TYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "int8": pl.Int8(),
+    "int16": pl.Int16(),
+    "int32": pl.Int32(),
+    "int64": pl.Int64(),
+    "uint8": pl.UInt8(),
+    "uint16": pl.UInt16(),
+    "uint32": pl.UInt32(),
+    "uint64": pl.UInt64(),
+    "float32": pl.Float32(),
+    "float64": pl.Float64(),
+    "boolean": pl.Boolean(),
+    "date": pl.Date(),
+    "datetime": pl.Datetime("us", "UTC"),
+}
+
+
+def polars_dtype(name: str) -> pl.DataType:
+    """The polars type for a catalog type name (``decimal(12,2)`` included)."""
+    name = name.strip()
+    match = re.fullmatch(r"decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)", name)
+    if match:
+        return pl.Decimal(int(match.group(1)), int(match.group(2)))
+    return _SIMPLE_TYPES[name]
+
+
+def sql_expr(text: str, *, where: str) -> pl.Expr:
+    """Parse a SQL expression; a syntax error becomes a DataError naming ``where``."""
+    try:
+        return pl.sql_expr(text)
+    except Exception as exc:  # polars raises several error types for SQL parsing
+        raise DataError(f"{where}: cannot parse SQL expression {text!r}: {exc}") from exc
+
+
+def _cast_expr(column: str, type_name: str, fmt: str | None, schema: pl.Schema) -> pl.Expr:
+    target = polars_dtype(type_name)
+    source = schema.get(column)
+    col = pl.col(column)
+    if source == pl.String() and target == pl.Date():
+        return col.str.to_date(fmt, strict=True)
+    if source == pl.String() and isinstance(target, pl.Datetime):
+        parsed = col.str.to_datetime(fmt, strict=True, time_unit="us")
+        return parsed.dt.convert_time_zone("UTC") if fmt and "%z" in fmt else parsed.dt.replace_time_zone("UTC")
+    if isinstance(source, pl.Datetime) and isinstance(target, pl.Datetime):
+        if source.time_zone is None:
+            return col.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+        return col.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    if source == pl.String() and target == pl.Boolean():
+        lowered = col.str.to_lowercase().str.strip_chars()
+        truthy = lowered.is_in(["true", "t", "1", "yes", "y"])
+        falsy = lowered.is_in(["false", "f", "0", "no", "n"])
+        # Anything else is an error: route it through a strict cast that fails with the value.
+        return pl.when(truthy).then(True).when(falsy).then(False).otherwise(col.cast(pl.Boolean, strict=True))
+    return col.cast(target, strict=True)
+
+
+def _sha256(series: pl.Series) -> pl.Series:
+    return pl.Series(
+        series.name,
+        [None if v is None else hashlib.sha256(v.encode("utf-8")).hexdigest() for v in series.to_list()],
+        dtype=pl.String,
+    )
+
+
+def _hash_expr(columns: list[str]) -> pl.Expr:
+    # A unit separator between fields and an explicit null marker keep ("a","bc") != ("ab","c").
+    parts = [pl.col(c).cast(pl.String).fill_null("\x00") for c in columns]
+    return pl.concat_str(parts, separator="\x1f").map_batches(_sha256, return_dtype=pl.String)
+
+
+def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str) -> pl.LazyFrame:
+    schema = lf.collect_schema()
+
+    def need(columns: list[str] | dict[str, str]) -> None:
+        missing = [c for c in columns if c not in schema]
+        if missing:
+            raise DataError(f"{where}: column(s) {missing} not found; available: {list(schema.names())}")
+
+    if isinstance(transform, CastTransform):
+        need(transform.columns)
+        return lf.with_columns(
+            _cast_expr(c, t, transform.formats.get(c), schema).alias(c) for c, t in transform.columns.items()
+        )
+    if isinstance(transform, RenameTransform):
+        need(transform.columns)
+        return lf.rename(transform.columns)
+    if isinstance(transform, DeriveTransform):
+        return lf.with_columns(
+            sql_expr(e, where=f"{where}.columns.{c}").alias(c) for c, e in transform.columns.items()
+        )
+    if isinstance(transform, FilterTransform):
+        return lf.filter(sql_expr(transform.condition, where=f"{where}.condition"))
+    if isinstance(transform, DedupTransform):
+        need(transform.keys + transform.order_by)
+        ordered = lf.with_row_index("__coolie_order")
+        sort_by = [*transform.order_by, "__coolie_order"]
+        return (
+            ordered.sort(sort_by, nulls_last=False)
+            .unique(subset=transform.keys, keep="last", maintain_order=True)
+            .sort("__coolie_order")
+            .drop("__coolie_order")
+        )
+    if isinstance(transform, SelectTransform):
+        need(transform.columns)
+        return lf.select(transform.columns)
+    if isinstance(transform, DropTransform):
+        need(transform.columns)
+        return lf.drop(transform.columns)
+    if isinstance(transform, HashTransform):
+        need(transform.of)
+        return lf.with_columns(_hash_expr(transform.of).alias(transform.column))
+    if isinstance(transform, MaskTransform):
+        need(transform.columns)
+        if transform.method == "redact":
+            return lf.with_columns(
+                pl.when(pl.col(c).is_null()).then(None).otherwise(pl.lit(REDACTED)).alias(c) for c in transform.columns
+            )
+        return lf.with_columns(_hash_expr([c]).alias(c) for c in transform.columns)
+    if isinstance(transform, AggregateTransform):
+        need(transform.by)
+        return lf.group_by(transform.by, maintain_order=True).agg(
+            sql_expr(e, where=f"{where}.columns.{c}").alias(c) for c, e in transform.columns.items()
+        ).sort(transform.by)
+    raise TypeError(f"unknown transform {transform!r}")  # pragma: no cover - the union is closed
+
+
+def apply_transforms(lf: pl.LazyFrame, transforms: list[Transform], *, dataflow: str) -> pl.LazyFrame:
+    """Apply the catalog's transforms in order (lazily).
+
+    Raises:
+        DataError: a transform names a missing column or holds invalid SQL.
+    """
+    for index, transform in enumerate(transforms):
+        lf = _apply(lf, transform, where=f"{dataflow}.transforms[{index}] ({transform.kind})")
+    return lf
+
+
+def add_system_columns(lf: pl.LazyFrame, *, loaded_at: dt.datetime, run_id: str) -> pl.LazyFrame:
+    """Add ``_coolie_loaded_at`` (typed UTC timestamp) and ``_coolie_run_id``.
+
+    Both are constants, so parquet stores them dictionary/RLE-encoded at almost no cost.
+    """
+    return lf.with_columns(
+        pl.lit(loaded_at.astimezone(dt.UTC), dtype=pl.Datetime("us", "UTC")).alias(LOADED_AT),
+        pl.lit(run_id, dtype=pl.String).alias(RUN_ID),
+    )

@@ -1,0 +1,245 @@
+"""Watermarks: the high-water mark of an incremental dataflow, typed and stored with the data.
+
+A watermark maps each watermark column to the greatest value loaded so far. Values keep their
+type through a lossless JSON encoding (``{"type": "datetime", "value": "2024-01-01T00:00:00+00:00"}``).
+
+Where it lives:
+
+* Delta destinations: in the custom metadata of the very commit that wrote the rows
+  (``coolie.watermark``), together with a delta-rs application transaction
+  ``coolie:<dataflow>`` whose version counts the dataflow's batches. Data and watermark are one
+  atomic commit: a crash leaves either both or neither.
+* Parquet destinations: a small SQLite file (:class:`SqliteWatermarkStore`); the writer tags
+  files with the batch number so that files of an uncommitted batch are removed on the next run.
+
+A watermark never moves backwards and is never silently reset: an unreadable value raises
+:class:`~coolie_core.errors.WatermarkError` naming the dataflow and the store.
+"""
+
+import datetime as dt
+import decimal
+import json
+import sqlite3
+from collections.abc import Mapping
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from coolie_core.errors import WatermarkError
+
+__all__ = [
+    "BATCH_KEY",
+    "DATAFLOW_KEY",
+    "SOURCE_KEY",
+    "RUN_ID_KEY",
+    "WATERMARK_KEY",
+    "WINDOW_KEY",
+    "SqliteWatermarkStore",
+    "StoredWatermark",
+    "Watermark",
+    "app_id",
+    "decode_watermark",
+    "encode_watermark",
+    "max_watermark",
+    "read_delta_watermark",
+]
+
+Watermark = dict[str, Any]
+"""Column name -> greatest value loaded (datetime, date, int, float, Decimal or str)."""
+
+WATERMARK_KEY = "coolie.watermark"
+DATAFLOW_KEY = "coolie.dataflow"
+RUN_ID_KEY = "coolie.run_id"
+BATCH_KEY = "coolie.batch"
+WINDOW_KEY = "coolie.window"
+SOURCE_KEY = "coolie.source"
+
+
+def app_id(dataflow: str) -> str:
+    """The delta-rs application transaction id of a dataflow's incremental batches."""
+    return f"coolie:{dataflow}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWatermark:
+    """A watermark as found in a store, with the batch number that committed it."""
+
+    value: Watermark | None
+    batch: int
+    """Number of batches committed so far (0 = never ran)."""
+    source: str | None = None
+    """Fingerprint of the source as it was read by the last batch (unchanged source: no run)."""
+
+
+def _encode_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"type": "bool", "value": value}
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            return {"type": "datetime_naive", "value": value.isoformat()}
+        return {"type": "datetime", "value": value.astimezone(dt.UTC).isoformat()}
+    if isinstance(value, dt.date):
+        return {"type": "date", "value": value.isoformat()}
+    if isinstance(value, int):
+        return {"type": "int", "value": str(value)}
+    if isinstance(value, decimal.Decimal):
+        return {"type": "decimal", "value": str(value)}
+    if isinstance(value, float):
+        return {"type": "float", "value": value.hex()}
+    if isinstance(value, str):
+        return {"type": "string", "value": value}
+    raise TypeError(f"unsupported watermark value {value!r} of type {type(value).__name__}")
+
+
+_DECODERS: dict[str, Any] = {
+    "bool": bool,
+    "datetime": dt.datetime.fromisoformat,
+    "datetime_naive": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "int": int,
+    "decimal": decimal.Decimal,
+    "float": float.fromhex,
+    "string": str,
+}
+
+
+def encode_watermark(watermark: Mapping[str, Any]) -> str:
+    """Serialise a watermark losslessly to JSON.
+
+    >>> encode_watermark({"id": 42})
+    '{"id": {"type": "int", "value": "42"}}'
+    """
+    return json.dumps({column: _encode_value(v) for column, v in watermark.items()}, sort_keys=True)
+
+
+def decode_watermark(text: str, *, dataflow: str, store: str) -> Watermark:
+    """Parse what :func:`encode_watermark` wrote.
+
+    Raises:
+        WatermarkError: the text is not a valid watermark (names the dataflow and the store).
+    """
+    try:
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise TypeError("not an object")
+        return {column: _DECODERS[item["type"]](item["value"]) for column, item in raw.items()}
+    except (ValueError, TypeError, KeyError, decimal.InvalidOperation) as exc:
+        raise WatermarkError(
+            f"dataflow {dataflow}: the stored watermark in {store} is corrupt ({exc!s}: {text[:120]!r}). "
+            "Fix or reset it explicitly (`coolie` never falls back to a silent full reload)."
+        ) from exc
+
+
+def max_watermark(
+    frame: pl.DataFrame, columns: list[str], previous: Watermark | None, *, dataflow: str
+) -> Watermark | None:
+    """The new watermark: per column, the max over the rows read, never below ``previous``.
+
+    Returns ``previous`` when ``frame`` is empty (nothing read, nothing advances).
+    """
+    if frame.height == 0 or not columns:
+        return previous
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise WatermarkError(f"dataflow {dataflow}: watermark column(s) {missing} not in the data ({frame.columns})")
+    maxima = frame.select(pl.col(columns).max()).row(0, named=True)
+    result: Watermark = {}
+    for column in columns:
+        new = maxima[column]
+        old = (previous or {}).get(column)
+        if new is None:
+            result[column] = old
+        elif old is None:
+            result[column] = new
+        else:
+            try:
+                result[column] = max(old, new)
+            except TypeError as exc:
+                raise WatermarkError(
+                    f"dataflow {dataflow}: watermark column {column} changed type "
+                    f"(stored {type(old).__name__} {old!r}, now {type(new).__name__} {new!r})"
+                ) from exc
+    return {k: v for k, v in result.items() if v is not None} or None
+
+
+def read_delta_watermark(table_path: str | Path, *, dataflow: str, history_limit: int = 50) -> StoredWatermark:
+    """Find a dataflow's watermark in its Delta destination's commit log.
+
+    The application transaction version says how many batches were committed; the newest commit
+    carrying that batch holds the watermark. Only the newest commits are read; older ones are
+    read only when the newest hold none of this dataflow's batches (e.g. after maintenance).
+
+    Raises:
+        WatermarkError: a batch is recorded but its commit (and so its watermark) cannot be found
+            or read.
+    """
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    store = f"Delta table {table_path}"
+    try:
+        table = DeltaTable(str(table_path))
+    except TableNotFoundError:
+        return StoredWatermark(None, 0)
+    batch = table.transaction_version(app_id(dataflow)) or 0
+    if batch == 0:
+        return StoredWatermark(None, 0)
+    limit = history_limit
+    while True:
+        history = table.history(limit=limit)
+        for commit in history:  # newest first
+            if commit.get(DATAFLOW_KEY) == dataflow and str(commit.get(BATCH_KEY)) == str(batch):
+                text = commit.get(WATERMARK_KEY)
+                source = commit.get(SOURCE_KEY)
+                source = None if source is None else str(source)
+                if text is None:
+                    return StoredWatermark(None, batch, source)
+                return StoredWatermark(decode_watermark(str(text), dataflow=dataflow, store=store), batch, source)
+        if len(history) < limit:
+            raise WatermarkError(
+                f"dataflow {dataflow}: {store} records batch {batch} but its commit is no longer in "
+                "the log (log retention?). Restore the watermark explicitly before running again."
+            )
+        limit *= 10
+
+
+class SqliteWatermarkStore:
+    """Watermarks of non-Delta destinations in a SQLite file (one row per dataflow)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30)
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS watermarks (dataflow TEXT PRIMARY KEY, batch INTEGER NOT NULL,"
+            " watermark TEXT, source TEXT, updated_at TEXT NOT NULL)"
+        )
+        return conn
+
+    def read(self, dataflow: str) -> StoredWatermark:
+        with closing(self._connect()) as conn:
+            row = conn.execute("SELECT batch, watermark, source FROM watermarks WHERE dataflow = ?", (dataflow,)).fetchone()
+        if row is None:
+            return StoredWatermark(None, 0)
+        value = None if row[1] is None else decode_watermark(row[1], dataflow=dataflow, store=str(self.path))
+        return StoredWatermark(value, int(row[0]), row[2])
+
+    def commit(self, dataflow: str, *, batch: int, watermark: Mapping[str, Any] | None, source: str | None = None) -> None:
+        """Record ``batch`` as committed with ``watermark`` (atomic; batches only move forward)."""
+        text = None if watermark is None else encode_watermark(watermark)
+        now = dt.datetime.now(dt.UTC).isoformat()
+        with closing(self._connect()) as conn, conn:
+            current = conn.execute("SELECT batch FROM watermarks WHERE dataflow = ?", (dataflow,)).fetchone()
+            if current is not None and int(current[0]) >= batch:
+                raise WatermarkError(f"dataflow {dataflow}: batch {batch} is not after the stored batch {current[0]} in {self.path}")
+            conn.execute(
+                "INSERT INTO watermarks (dataflow, batch, watermark, source, updated_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(dataflow) DO UPDATE SET batch = excluded.batch, watermark = excluded.watermark,"
+                " source = excluded.source, updated_at = excluded.updated_at",
+                (dataflow, batch, text, source, now),
+            )
