@@ -88,7 +88,9 @@ def _catalog_files(path: Path) -> list[Path]:
         files = sorted(
             p
             for p in path.rglob("*")
-            if p.suffix in CATALOG_SUFFIXES and p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            if p.suffix in CATALOG_SUFFIXES
+            and p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
         return files
     return [path]
@@ -105,7 +107,7 @@ def _parse(file: Path, label: str, issues: list[CatalogIssue]) -> _Document | No
             data = json.loads(text)
             node = None
         else:
-            node = yaml.compose(text, Loader=_StringDatesLoader)  # noqa: S506 - SafeLoader subclass
+            node = yaml.compose(text, Loader=_StringDatesLoader)
             data = yaml.load(text, Loader=_StringDatesLoader)  # noqa: S506 - SafeLoader subclass
     except json.JSONDecodeError as exc:
         issues.append(CatalogIssue(label, None, "", f"invalid JSON: {exc.msg}", exc.lineno))
@@ -119,7 +121,11 @@ def _parse(file: Path, label: str, issues: list[CatalogIssue]) -> _Document | No
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        issues.append(CatalogIssue(label, None, "", "a catalog document must be a mapping with connections and dataflows"))
+        issues.append(
+            CatalogIssue(
+                label, None, "", "a catalog document must be a mapping with connections and dataflows"
+            )
+        )
         return None
     return _Document(label, data, node)
 
@@ -224,7 +230,13 @@ def load_catalog(path: str | Path) -> LoadedCatalog:
         raise CatalogError([CatalogIssue(str(root), None, "", "no such file or folder")])
     files = _catalog_files(root)
     if not files:
-        raise CatalogError([CatalogIssue(str(root), None, "", f"no catalog files ({', '.join(CATALOG_SUFFIXES)}) in this folder")])
+        raise CatalogError(
+            [
+                CatalogIssue(
+                    str(root), None, "", f"no catalog files ({', '.join(CATALOG_SUFFIXES)}) in this folder"
+                )
+            ]
+        )
 
     documents = [d for f in files if (d := _parse(f, str(f), issues)) is not None]
 
@@ -242,33 +254,84 @@ def load_catalog(path: str | Path) -> LoadedCatalog:
         doc_dir = Path(doc.file).resolve().parent
         for key in data:
             if key not in _TOP_LEVEL:
-                issues.append(CatalogIssue(doc.file, None, str(key), f"unknown top-level field; expected one of {sorted(_TOP_LEVEL)}", _line_of(doc.node, [key])))
+                issues.append(
+                    CatalogIssue(
+                        doc.file,
+                        None,
+                        str(key),
+                        f"unknown top-level field; expected one of {sorted(_TOP_LEVEL)}",
+                        _line_of(doc.node, [key]),
+                    )
+                )
         if data.get("version", 1) != 1:
-            issues.append(CatalogIssue(doc.file, None, "version", "only catalog version 1 is supported", _line_of(doc.node, ["version"])))
+            issues.append(
+                CatalogIssue(
+                    doc.file,
+                    None,
+                    "version",
+                    "only catalog version 1 is supported",
+                    _line_of(doc.node, ["version"]),
+                )
+            )
         if "defaults" in data:
             if defaults_file is not None:
-                issues.append(CatalogIssue(doc.file, None, "defaults", f"defaults are already set in {defaults_file}; set them once", _line_of(doc.node, ["defaults"])))
+                issues.append(
+                    CatalogIssue(
+                        doc.file,
+                        None,
+                        "defaults",
+                        f"defaults are already set in {defaults_file}; set them once",
+                        _line_of(doc.node, ["defaults"]),
+                    )
+                )
             else:
                 defaults_file = doc.file
                 try:
                     defaults = CatalogDefaults.model_validate(data["defaults"])
                 except ValidationError as exc:
-                    issues += _pydantic_issues(exc, doc=doc, raw=data["defaults"], base_path=["defaults"], dataflow=None, prefix="defaults")
+                    issues += _pydantic_issues(
+                        exc,
+                        doc=doc,
+                        raw=data["defaults"],
+                        base_path=["defaults"],
+                        dataflow=None,
+                        prefix="defaults",
+                    )
 
         for section in ("stages", "connections"):
             value = data.get(section, {})
             if value is None:
                 continue
             if not isinstance(value, dict):
-                issues.append(CatalogIssue(doc.file, None, section, "must be a mapping of name -> settings", _line_of(doc.node, [section])))
+                issues.append(
+                    CatalogIssue(
+                        doc.file,
+                        None,
+                        section,
+                        "must be a mapping of name -> settings",
+                        _line_of(doc.node, [section]),
+                    )
+                )
                 continue
             for name, spec in value.items():
                 where = [section, name]
                 field = f"{section}.{name}"
                 seen = stages if section == "stages" else connections
                 if name in seen:
-                    first = connection_files.get(name, "another file") if section == "connections" else "another file"
-                    issues.append(CatalogIssue(doc.file, None, field, f"declared twice (also in {first})", _line_of(doc.node, where)))
+                    first = (
+                        connection_files.get(name, "another file")
+                        if section == "connections"
+                        else "another file"
+                    )
+                    issues.append(
+                        CatalogIssue(
+                            doc.file,
+                            None,
+                            field,
+                            f"declared twice (also in {first})",
+                            _line_of(doc.node, where),
+                        )
+                    )
                     continue
                 try:
                     if section == "stages":
@@ -278,26 +341,56 @@ def load_catalog(path: str | Path) -> LoadedCatalog:
                         connections[name] = _resolve_connection(conn, doc_dir)
                         connection_files[name] = doc.file
                 except ValidationError as exc:
-                    issues += _pydantic_issues(exc, doc=doc, raw=spec, base_path=where, dataflow=None, prefix=field)
+                    issues += _pydantic_issues(
+                        exc, doc=doc, raw=spec, base_path=where, dataflow=None, prefix=field
+                    )
                 except KeyError as exc:
-                    issues.append(CatalogIssue(doc.file, None, f"{field}.path", str(exc.args[0]), _line_of(doc.node, [*where, "path"])))
+                    issues.append(
+                        CatalogIssue(
+                            doc.file,
+                            None,
+                            f"{field}.path",
+                            str(exc.args[0]),
+                            _line_of(doc.node, [*where, "path"]),
+                        )
+                    )
 
         raw_flows = data.get("dataflows", [])
         if raw_flows is None:
             raw_flows = []
         if not isinstance(raw_flows, list):
-            issues.append(CatalogIssue(doc.file, None, "dataflows", "must be a list of dataflows", _line_of(doc.node, ["dataflows"])))
+            issues.append(
+                CatalogIssue(
+                    doc.file,
+                    None,
+                    "dataflows",
+                    "must be a list of dataflows",
+                    _line_of(doc.node, ["dataflows"]),
+                )
+            )
             continue
         for index, raw in enumerate(raw_flows):
-            base = ["dataflows", index]
-            label = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else f"dataflows[{index}]"
+            base: list[str | int] = ["dataflows", index]
+            label = (
+                raw.get("name")
+                if isinstance(raw, dict) and isinstance(raw.get("name"), str)
+                else f"dataflows[{index}]"
+            )
             try:
                 flow = Dataflow.model_validate(raw)
             except ValidationError as exc:
                 issues += _pydantic_issues(exc, doc=doc, raw=raw, base_path=base, dataflow=label)
                 continue
             if flow.name in origins:
-                issues.append(CatalogIssue(doc.file, flow.name, "name", f"dataflow name is used twice (also in {origins[flow.name]})", _line_of(doc.node, [*base, "name"])))
+                issues.append(
+                    CatalogIssue(
+                        doc.file,
+                        flow.name,
+                        "name",
+                        f"dataflow name is used twice (also in {origins[flow.name]})",
+                        _line_of(doc.node, [*base, "name"]),
+                    )
+                )
                 continue
             origins[flow.name] = doc.file
             flow_lines[flow.name] = _line_of(doc.node, base)
@@ -316,7 +409,10 @@ def load_catalog(path: str | Path) -> LoadedCatalog:
     if issues:
         raise CatalogError(issues)
     lineage, problems = build_lineage(catalog)
-    issues += [CatalogIssue(origins[p.dataflow], p.dataflow, p.field, p.message, flow_lines.get(p.dataflow)) for p in problems]
+    issues += [
+        CatalogIssue(origins[p.dataflow], p.dataflow, p.field, p.message, flow_lines.get(p.dataflow))
+        for p in problems
+    ]
     if issues:
         raise CatalogError(issues)
     return LoadedCatalog(catalog=catalog, lineage=lineage, origins=origins, path=root)
@@ -336,49 +432,81 @@ def _resolve_connection(conn: BaseModel, doc_dir: Path) -> Any:
     return conn
 
 
-_SOURCE_KINDS: dict[type, type] = {
+_SOURCE_KINDS: dict[type, type[BaseModel]] = {
     FileSource: FilesConnection,
     DeltaSource: DeltaConnection,
     SqlSource: SqlConnection,
     PythonSource: PythonConnection,
 }
-_KIND_NAMES = {FilesConnection: "files", DeltaConnection: "delta", SqlConnection: "sql", PythonConnection: "python"}
+_KIND_NAMES = {
+    FilesConnection: "files",
+    DeltaConnection: "delta",
+    SqlConnection: "sql",
+    PythonConnection: "python",
+}
 
 
-def _cross_check(catalog: Catalog, origins: dict[str, str], lines: dict[str, int | None]) -> list[CatalogIssue]:
+def _cross_check(
+    catalog: Catalog, origins: dict[str, str], lines: dict[str, int | None]
+) -> list[CatalogIssue]:
     """Rules that span objects: references, connection kinds, path containment, stages."""
     issues: list[CatalogIssue] = []
     for flow in catalog.dataflows:
+
         def issue(field: str, message: str, flow: Dataflow = flow) -> None:
             issues.append(CatalogIssue(origins[flow.name], flow.name, field, message, lines.get(flow.name)))
 
         if catalog.stages and flow.stage not in catalog.stages:
-            issue("stage", f"stage {flow.stage!r} is not declared in stages ({', '.join(sorted(catalog.stages))})")
+            issue(
+                "stage",
+                f"stage {flow.stage!r} is not declared in stages ({', '.join(sorted(catalog.stages))})",
+            )
 
         source = flow.source
         conn = catalog.connections.get(source.connection)
         expected = _SOURCE_KINDS[type(source)]
         if conn is None:
-            issue("source.connection", f"unknown connection {source.connection!r}; declared: {', '.join(sorted(catalog.connections)) or 'none'}")
+            issue(
+                "source.connection",
+                f"unknown connection {source.connection!r}; declared: {', '.join(sorted(catalog.connections)) or 'none'}",
+            )
         elif not isinstance(conn, expected):
-            issue("source.connection", f"format {source.format} needs a {_KIND_NAMES[expected]} connection, {source.connection!r} is {conn.kind}")
+            issue(
+                "source.connection",
+                f"format {source.format} needs a {_KIND_NAMES[expected]} connection, {source.connection!r} is {conn.kind}",
+            )
         else:
-            rel = source.path if isinstance(source, FileSource) else source.table if isinstance(source, DeltaSource) else None
+            rel = (
+                source.path
+                if isinstance(source, FileSource)
+                else source.table
+                if isinstance(source, DeltaSource)
+                else None
+            )
             if rel is not None and isinstance(conn, FilesConnection | DeltaConnection):
                 try:
                     resolve_within(conn.path, rel)
                 except ValueError as exc:
                     issue("source.path" if isinstance(source, FileSource) else "source.table", str(exc))
             if isinstance(conn, PythonConnection) and conn.path is not None and not Path(conn.path).is_file():
-                issue("source.connection", f"python connection {source.connection!r} points to a missing file {conn.path}")
+                issue(
+                    "source.connection",
+                    f"python connection {source.connection!r} points to a missing file {conn.path}",
+                )
 
         dest = flow.destination
         dconn = catalog.connections.get(dest.connection)
         wanted = DeltaConnection if dest.format == "delta" else FilesConnection
         if dconn is None:
-            issue("destination.connection", f"unknown connection {dest.connection!r}; declared: {', '.join(sorted(catalog.connections)) or 'none'}")
+            issue(
+                "destination.connection",
+                f"unknown connection {dest.connection!r}; declared: {', '.join(sorted(catalog.connections)) or 'none'}",
+            )
         elif not isinstance(dconn, wanted):
-            issue("destination.connection", f"format {dest.format} needs a {_KIND_NAMES[wanted]} connection, {dest.connection!r} is {dconn.kind}")
+            issue(
+                "destination.connection",
+                f"format {dest.format} needs a {_KIND_NAMES[wanted]} connection, {dest.connection!r} is {dconn.kind}",
+            )
         else:
             try:
                 resolve_within(dconn.path, dest.table)

@@ -7,7 +7,7 @@ in which a dataflow failed exits 1.
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -33,8 +33,12 @@ err = Console(stderr=True)
 
 CatalogArg = Annotated[Path, typer.Argument(help="Catalog file (YAML/JSON) or folder of them.")]
 StageOpt = Annotated[str | None, typer.Option("--stage", help="Only dataflows of this stage.")]
-DataflowOpt = Annotated[list[str] | None, typer.Option("--dataflow", "-d", help="Only this dataflow (repeatable).")]
-JobNumOpt = Annotated[int | None, typer.Option("--job-num", min=1, help="Number of shards the work is split into.")]
+DataflowOpt = Annotated[
+    list[str] | None, typer.Option("--dataflow", "-d", help="Only this dataflow (repeatable).")
+]
+JobNumOpt = Annotated[
+    int | None, typer.Option("--job-num", min=1, help="Number of shards the work is split into.")
+]
 JobIndexOpt = Annotated[int | None, typer.Option("--job-index", min=0, help="This worker's shard (0-based).")]
 
 
@@ -56,7 +60,9 @@ def validate(catalog: CatalogArg) -> None:
     loaded = load_catalog(catalog)
     flows = loaded.catalog.dataflows
     stages = sorted({f.stage for f in flows})
-    out.print(f"[green]ok[/green] {catalog}: {len(flows)} dataflows in {len(stages)} stages ({', '.join(stages)})")
+    out.print(
+        f"[green]ok[/green] {catalog}: {len(flows)} dataflows in {len(stages)} stages ({', '.join(stages)})"
+    )
 
 
 @app.command()
@@ -82,7 +88,10 @@ def plan(
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    table = Table(title=f"plan: {len(rows)} dataflows" + (f" (shard {shard.job_index}/{shard.job_num})" if shard else ""))
+    table = Table(
+        title=f"plan: {len(rows)} dataflows"
+        + (f" (shard {shard.job_index}/{shard.job_num})" if shard else "")
+    )
     for column in ("#", "dataflow", "stage", "load", "source", "upstream", "notes"):
         table.add_column(column)
     for row in rows:
@@ -112,11 +121,22 @@ def run(
     dataflow: DataflowOpt = None,
     job_num: JobNumOpt = None,
     job_index: JobIndexOpt = None,
-    max_workers: Annotated[int | None, typer.Option("--max-workers", min=1, help="Dataflows run in parallel.")] = None,
-    stop_on_error: Annotated[bool, typer.Option("--stop-on-error", help="Launch nothing new after a failure.")] = False,
+    max_workers: Annotated[
+        int | None, typer.Option("--max-workers", min=1, help="Dataflows run in parallel.")
+    ] = None,
+    stop_on_error: Annotated[
+        bool, typer.Option("--stop-on-error", help="Launch nothing new after a failure.")
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: read and write nothing.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Run even when a source is unchanged since its last batch.")] = False,
-    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Run records and non-Delta watermarks (default: .coolie beside the catalog).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run even when a source is unchanged since its last batch.")
+    ] = False,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir", help="Run records and non-Delta watermarks (default: .coolie beside the catalog)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON lines.")] = False,
 ) -> None:
     """Run dataflows in dependency order; exit 1 when any failed."""
@@ -130,33 +150,50 @@ def run(
     with Driver(loaded, state_dir=state_dir) as driver:
         planned = driver.plan(stage=stage, dataflows=dataflow or (), shard=shard)
         progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=err, disable=as_json or dry_run or not err.is_terminal, transient=True,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=as_json or dry_run or not err.is_terminal,
+            transient=True,
         )
         with progress:
             bar = progress.add_task("running", total=len(planned))
 
-            def on_event(event: TaskEvent) -> None:
+            def on_event(event: TaskEvent[Any]) -> None:
                 if event.kind != "started":
                     progress.advance(bar)
 
             result = driver.run(
-                stage=stage, dataflows=dataflow or (), shard=shard, dry_run=dry_run, force=force,
-                max_workers=max_workers, stop_on_error=stop_on_error, on_event=on_event,
+                stage=stage,
+                dataflows=dataflow or (),
+                shard=shard,
+                dry_run=dry_run,
+                force=force,
+                max_workers=max_workers,
+                stop_on_error=stop_on_error,
+                on_event=on_event,
             )
     if as_json:
         for item in result.results:
             sys.stdout.write(json.dumps(item.to_record(), default=str) + "\n")
     else:
-        table = Table(title=f"run {result.run_id}: {result.succeeded} succeeded, {result.skipped} skipped, {result.failed} failed")
+        table = Table(
+            title=f"run {result.run_id}: {result.succeeded} succeeded, {result.skipped} skipped, {result.failed} failed"
+        )
         for column in ("dataflow", "status", "rows read", "rows written", "version", "seconds", "note"):
-            table.add_column(column, justify="right" if column in ("rows read", "rows written", "version", "seconds") else "left")
+            table.add_column(
+                column,
+                justify="right" if column in ("rows read", "rows written", "version", "seconds") else "left",
+            )
         colours = {"succeeded": "green", "failed": "red", "skipped": "yellow", "planned": "cyan"}
         for item in result.results:
             table.add_row(
                 item.dataflow,
                 f"[{colours[item.status]}]{item.status}[/]",
-                str(item.rows_read), str(item.rows_written),
+                str(item.rows_read),
+                str(item.rows_written),
                 "" if item.delta_version is None else str(item.delta_version),
                 f"{item.duration_s:.2f}",
                 item.error or item.reason or "",

@@ -82,8 +82,12 @@ class DataflowResult:
             "reason": self.reason,
             "rows_read": self.rows_read,
             "rows_written": self.rows_written,
-            "watermark_before": None if self.watermark_before is None else encode_watermark(self.watermark_before),
-            "watermark_after": None if self.watermark_after is None else encode_watermark(self.watermark_after),
+            "watermark_before": None
+            if self.watermark_before is None
+            else encode_watermark(self.watermark_before),
+            "watermark_after": None
+            if self.watermark_after is None
+            else encode_watermark(self.watermark_after),
             "delta_version": self.delta_version,
             "window": self.window,
             "started_at": None if self.started_at is None else self.started_at.isoformat(),
@@ -144,8 +148,13 @@ def new_run_id() -> str:
 def _collect(lf: pl.LazyFrame, *, dataflow: str) -> pl.DataFrame:
     try:
         return lf.collect(engine="streaming")
-    except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError, pl.exceptions.SchemaError,
-            pl.exceptions.ColumnNotFoundError, pl.exceptions.SQLInterfaceError) as exc:
+    except (
+        pl.exceptions.InvalidOperationError,
+        pl.exceptions.ComputeError,
+        pl.exceptions.SchemaError,
+        pl.exceptions.ColumnNotFoundError,
+        pl.exceptions.SQLInterfaceError,
+    ) as exc:
         raise DataError(f"dataflow {dataflow}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -183,12 +192,16 @@ class Driver:
     def __enter__(self) -> "Driver":
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         return None
 
     # ------------------------------------------------------------------ planning
 
-    def plan(self, *, stage: str | None = None, dataflows: Sequence[str] = (), shard: ShardSpec | None = None) -> list[PlannedDataflow]:
+    def plan(
+        self, *, stage: str | None = None, dataflows: Sequence[str] = (), shard: ShardSpec | None = None
+    ) -> list[PlannedDataflow]:
         """The dataflows :meth:`run` would execute, in order. Reads and writes nothing."""
         return plan_dataflows(self.loaded, stage=stage, dataflows=dataflows, shard=shard)
 
@@ -204,7 +217,7 @@ class Driver:
         force: bool = False,
         max_workers: int | None = None,
         stop_on_error: bool = False,
-        on_event: Callable[[TaskEvent], None] | None = None,
+        on_event: Callable[[TaskEvent[Any]], None] | None = None,
     ) -> RunResult:
         """Run the selected dataflows in dependency order, independent ones in parallel.
 
@@ -239,7 +252,9 @@ class Driver:
             elif isinstance(record.error, _DataflowFailed):
                 results.append(record.error.result)
             elif record.error is not None:
-                results.append(self._failed(name, record.error, attempts=1, started=None, t0=time.monotonic()))
+                results.append(
+                    self._failed(name, record.error, attempts=1, started=None, t0=time.monotonic())
+                )
             else:
                 skipped = DataflowResult(name, "skipped", self.run_id, reason=record.reason)
                 self.runlog.append(skipped.to_record())
@@ -264,20 +279,46 @@ class Driver:
                 sleep=self._sleep,
                 on_retry=attempts.append,
             )
-            result = replace(result, started_at=started, duration_s=time.monotonic() - t0, attempts=len(attempts) + 1,
-                             retries=tuple(_describe(a) for a in attempts))
+            result = replace(
+                result,
+                started_at=started,
+                duration_s=time.monotonic() - t0,
+                attempts=len(attempts) + 1,
+                retries=tuple(_describe(a) for a in attempts),
+            )
         except Exception as exc:  # every failure becomes a recorded result
-            result = self._failed(flow.name, exc, attempts=len(attempts) + 1, started=started, t0=t0,
-                                  retries=tuple(_describe(a) for a in attempts))
+            result = self._failed(
+                flow.name,
+                exc,
+                attempts=len(attempts) + 1,
+                started=started,
+                t0=t0,
+                retries=tuple(_describe(a) for a in attempts),
+            )
         self.runlog.append(result.to_record())
         return result
 
-    def _failed(self, name: str, exc: BaseException, *, attempts: int, started: dt.datetime | None, t0: float,
-                retries: tuple[str, ...] = ()) -> DataflowResult:
+    def _failed(
+        self,
+        name: str,
+        exc: BaseException,
+        *,
+        attempts: int,
+        started: dt.datetime | None,
+        t0: float,
+        retries: tuple[str, ...] = (),
+    ) -> DataflowResult:
         message = str(exc) if isinstance(exc, CoolieError) else f"{type(exc).__name__}: {exc}"
         return DataflowResult(
-            name, "failed", self.run_id, error=message, error_type=type(exc).__name__, attempts=attempts,
-            started_at=started, duration_s=time.monotonic() - t0, retries=retries,
+            name,
+            "failed",
+            self.run_id,
+            error=message,
+            error_type=type(exc).__name__,
+            attempts=attempts,
+            started_at=started,
+            duration_s=time.monotonic() - t0,
+            retries=retries,
         )
 
     def read_state(self, flow: Dataflow) -> StoredWatermark:
@@ -297,12 +338,21 @@ class Driver:
         fingerprint = fingerprint_source(catalog, flow)
         wm_before = state.value if flow.watermark_columns else None
         window_text = None if window is None else window.key
-        base = DataflowResult(flow.name, "skipped", self.run_id, watermark_before=wm_before, watermark_after=wm_before, window=window_text)
+        base = DataflowResult(
+            flow.name,
+            "skipped",
+            self.run_id,
+            watermark_before=wm_before,
+            watermark_after=wm_before,
+            window=window_text,
+        )
         if window is None and not force and fingerprint is not None and fingerprint == state.source:
             return replace(base, reason=f"source unchanged since batch {state.batch}")
 
         sql_bounds = self._sql_bounds(flow, wm_before, window)
-        lf = read_source(catalog, flow, sql_bounds=sql_bounds, context={"watermark": wm_before, "window": window})
+        lf = read_source(
+            catalog, flow, sql_bounds=sql_bounds, context={"watermark": wm_before, "window": window}
+        )
         lf = apply_transforms(lf, flow.transforms, dataflow=flow.name)
         schema = lf.collect_schema()
         if window is not None:
@@ -320,7 +370,9 @@ class Driver:
             return replace(base, reason="no new rows" if flow.watermark_columns else "source is empty")
 
         if flow.system_columns:
-            frame = add_system_columns(frame.lazy(), loaded_at=dt.datetime.now(dt.UTC), run_id=self.run_id).collect()
+            frame = add_system_columns(
+                frame.lazy(), loaded_at=dt.datetime.now(dt.UTC), run_id=self.run_id
+            ).collect()
         batch = state.batch + 1
         info = CommitInfo(
             dataflow=flow.name,
@@ -339,16 +391,32 @@ class Driver:
                 assert flow.partitions is not None
                 column = flow.partitions.column
                 bounds = [(window.lo, window.hi)] if window is not None else self._covering(flow, frame)
-            written = write_delta(dest, frame, destination=flow.destination, info=info,
-                                  order_columns=flow.watermark_columns, window_column=column, windows=bounds)
+            written = write_delta(
+                dest,
+                frame,
+                destination=flow.destination,
+                info=info,
+                order_columns=flow.watermark_columns,
+                window_column=column,
+                windows=bounds,
+            )
             rows_written, version = written.rows_written, written.version
         else:
-            rows_written = write_parquet_folder(dest, frame, destination=flow.destination, batch=batch, run_id=self.run_id)
+            rows_written = write_parquet_folder(
+                dest, frame, destination=flow.destination, batch=batch, run_id=self.run_id
+            )
             fault_point("after_files", flow.name)
             self.store.commit(flow.name, batch=batch, watermark=wm_after, source=fingerprint)
         fault_point("after_commit", flow.name)
-        return replace(base, status="succeeded", reason=None, rows_read=rows_read, rows_written=rows_written,
-                       watermark_after=wm_after if window is None else wm_before, delta_version=version)
+        return replace(
+            base,
+            status="succeeded",
+            reason=None,
+            rows_read=rows_read,
+            rows_written=rows_written,
+            watermark_after=wm_after if window is None else wm_before,
+            delta_version=version,
+        )
 
     @staticmethod
     def _covering(flow: Dataflow, frame: pl.DataFrame) -> list[tuple[Any, Any]]:
@@ -371,9 +439,17 @@ class Driver:
             column, value = next(iter(watermark.items()))
             if column not in produced and isinstance(value, int | float) and not isinstance(value, bool):
                 bounds.append(SqlBound(column, ">", value))
-        if window is not None and flow.partitions is not None and flow.partitions.column not in produced:
-            if isinstance(window.lo, int):
-                bounds += [SqlBound(flow.partitions.column, ">=", window.lo), SqlBound(flow.partitions.column, "<", window.hi)]
+        partitions = flow.partitions
+        if (
+            window is not None
+            and partitions is not None
+            and partitions.column not in produced
+            and isinstance(window.lo, int)
+        ):
+            bounds += [
+                SqlBound(partitions.column, ">=", window.lo),
+                SqlBound(partitions.column, "<", window.hi),
+            ]
         return bounds
 
 

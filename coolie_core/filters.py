@@ -44,7 +44,10 @@ def window_expr(column: str, lo: Any, hi: Any, schema: pl.Schema, *, where: str)
     if column not in schema:
         raise DataError(f"{where}: partition column {column} not found; available: {list(schema.names())}")
     dtype = schema[column]
-    return (pl.col(column) >= coerce_bound(lo, dtype, where=where)) & (pl.col(column) < coerce_bound(hi, dtype, where=where))
+    expr: pl.Expr = (pl.col(column) >= coerce_bound(lo, dtype, where=where)) & (
+        pl.col(column) < coerce_bound(hi, dtype, where=where)
+    )
+    return expr
 
 
 def _minus_lookback(value: Any, lookback: LookbackSpec | None) -> Any:
@@ -60,12 +63,16 @@ def _minus_lookback(value: Any, lookback: LookbackSpec | None) -> Any:
     raise DataError(f"lookback in time units needs a date/datetime watermark, not {type(value).__name__}")
 
 
-def watermark_expr(watermark: Watermark, lookback: LookbackSpec | None, schema: pl.Schema, *, where: str) -> pl.Expr | None:
+def watermark_expr(
+    watermark: Watermark, lookback: LookbackSpec | None, schema: pl.Schema, *, where: str
+) -> pl.Expr | None:
     """Rows newer than the watermark in any of its columns (``>``, after look-back)."""
     parts = []
     for column, value in watermark.items():
         if column not in schema:
-            raise DataError(f"{where}: watermark column {column} not found; available: {list(schema.names())}")
+            raise DataError(
+                f"{where}: watermark column {column} not found; available: {list(schema.names())}"
+            )
         bound = coerce_bound(_minus_lookback(value, lookback), schema[column], where=where)
         parts.append(pl.col(column) > bound)
     if not parts:

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coolie_core.models import Catalog, Dataflow
 from coolie_core.locations import destination_location, source_location
+from coolie_core.models import Catalog, Dataflow
 
 __all__ = ["Lineage", "LineageProblem", "build_lineage"]
 
@@ -99,7 +99,9 @@ def build_lineage(catalog: Catalog) -> tuple[Lineage, list[LineageProblem]]:
         for dep in flow.depends_on:
             if dep not in names:
                 problems.append(
-                    LineageProblem(flow.name, "depends_on", f"upstream dataflow {dep!r} is not in the catalog")
+                    LineageProblem(
+                        flow.name, "depends_on", f"upstream dataflow {dep!r} is not in the catalog"
+                    )
                 )
             else:
                 upstream[flow.name].add(dep)
@@ -110,7 +112,11 @@ def build_lineage(catalog: Catalog) -> tuple[Lineage, list[LineageProblem]]:
             if _reads(src, target):
                 if producer == flow.name:
                     problems.append(
-                        LineageProblem(flow.name, "source", "reads its own destination; a dataflow cannot read what it writes")
+                        LineageProblem(
+                            flow.name,
+                            "source",
+                            "reads its own destination; a dataflow cannot read what it writes",
+                        )
                     )
                 else:
                     upstream[flow.name].add(producer)
@@ -142,4 +148,3 @@ def _cycles(lineage: Lineage, flows: list[Dataflow]) -> list[LineageProblem]:
             )
         )
     return problems
-

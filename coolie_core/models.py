@@ -10,7 +10,7 @@ import re
 from typing import Annotated, Any, Literal, Self
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 __all__ = [
     "NAME_PATTERN",
@@ -300,7 +300,9 @@ class SqlSource(_Model):
     def _one_of(self) -> Self:
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of table or query")
-        if self.table is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", self.table):
+        if self.table is not None and not re.fullmatch(
+            r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", self.table
+        ):
             raise ValueError(f"table must be a plain (schema.)name, got {self.table!r}")
         return self
 
@@ -320,9 +322,7 @@ class PythonSource(_Model):
     """SQL predicate applied to what the function returns."""
 
 
-SourceSpec = Annotated[
-    FileSource | DeltaSource | SqlSource | PythonSource, Field(discriminator="format")
-]
+SourceSpec = Annotated[FileSource | DeltaSource | SqlSource | PythonSource, Field(discriminator="format")]
 
 # --------------------------------------------------------------------------- transforms
 
@@ -483,7 +483,9 @@ class DestinationSpec(_Model):
         if self.cdc is not None and self.load != "merge":
             raise ValueError("cdc: only valid with load merge")
         if self.format == "parquet" and self.load not in ("append", "overwrite"):
-            raise ValueError(f"format: load {self.load} needs format delta (parquet supports append and overwrite)")
+            raise ValueError(
+                f"format: load {self.load} needs format delta (parquet supports append and overwrite)"
+            )
         return self
 
 
@@ -574,7 +576,7 @@ class Dataflow(_Model):
     """Overrides the catalog default retry."""
     schedule: str | None = None
     """Cron expression; overrides the stage's schedule."""
-    group: int | Name | None = None
+    group: Annotated[int, Strict()] | Name | None = None
     """Dataflows with the same group always land on the same shard."""
     checks: list[CheckSpec] = Field(default_factory=list)
     engine: Literal["polars", "spark"] | None = None
@@ -595,7 +597,11 @@ class Dataflow(_Model):
     @field_validator("owners")
     @classmethod
     def _owner_format(cls, value: list[str]) -> list[str]:
-        bad = [o for o in value if not (re.fullmatch(r"[^@\s]+@[^@\s]+", o) or re.fullmatch(r"team:[A-Za-z0-9_-]+", o))]
+        bad = [
+            o
+            for o in value
+            if not (re.fullmatch(r"[^@\s]+@[^@\s]+", o) or re.fullmatch(r"team:[A-Za-z0-9_-]+", o))
+        ]
         if bad:
             raise ValueError(f"owners must be emails or team:name, got {bad}")
         return value
@@ -604,7 +610,11 @@ class Dataflow(_Model):
     @classmethod
     def _tag_format(cls, value: dict[str, str]) -> dict[str, str]:
         pattern = r"[A-Za-z0-9_.-]{1,63}"
-        bad = [f"{k}={v}" for k, v in value.items() if not (re.fullmatch(pattern, k) and re.fullmatch(pattern, v))]
+        bad = [
+            f"{k}={v}"
+            for k, v in value.items()
+            if not (re.fullmatch(pattern, k) and re.fullmatch(pattern, v))
+        ]
         if bad:
             raise ValueError(f"tag keys and values use [A-Za-z0-9_.-], at most 63 characters: {bad}")
         return value

@@ -77,7 +77,14 @@ def plan_dataflows(
     problems = [CatalogIssue(str(loaded.path), n, "", "no such dataflow in the catalog") for n in unknown]
     stages = {f.stage for f in catalog.dataflows}
     if stage is not None and stage not in stages:
-        problems.append(CatalogIssue(str(loaded.path), None, "stage", f"no dataflow has stage {stage!r}; stages: {', '.join(sorted(stages))}"))
+        problems.append(
+            CatalogIssue(
+                str(loaded.path),
+                None,
+                "stage",
+                f"no dataflow has stage {stage!r}; stages: {', '.join(sorted(stages))}",
+            )
+        )
     if problems:
         raise CatalogError(problems)
 
@@ -103,5 +110,3 @@ def plan_dataflows(
             )
         )
     return result
-
-

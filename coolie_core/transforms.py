@@ -84,7 +84,9 @@ def _cast_expr(column: str, type_name: str, fmt: str | None, schema: pl.Schema) 
         return col.str.to_date(fmt, strict=True)
     if source == pl.String() and isinstance(target, pl.Datetime):
         parsed = col.str.to_datetime(fmt, strict=True, time_unit="us")
-        return parsed.dt.convert_time_zone("UTC") if fmt and "%z" in fmt else parsed.dt.replace_time_zone("UTC")
+        return (
+            parsed.dt.convert_time_zone("UTC") if fmt and "%z" in fmt else parsed.dt.replace_time_zone("UTC")
+        )
     if isinstance(source, pl.Datetime) and isinstance(target, pl.Datetime):
         if source.time_zone is None:
             return col.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
@@ -157,14 +159,17 @@ def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str) -> pl.LazyFram
         need(transform.columns)
         if transform.method == "redact":
             return lf.with_columns(
-                pl.when(pl.col(c).is_null()).then(None).otherwise(pl.lit(REDACTED)).alias(c) for c in transform.columns
+                pl.when(pl.col(c).is_null()).then(None).otherwise(pl.lit(REDACTED)).alias(c)
+                for c in transform.columns
             )
         return lf.with_columns(_hash_expr([c]).alias(c) for c in transform.columns)
     if isinstance(transform, AggregateTransform):
         need(transform.by)
-        return lf.group_by(transform.by, maintain_order=True).agg(
-            sql_expr(e, where=f"{where}.columns.{c}").alias(c) for c, e in transform.columns.items()
-        ).sort(transform.by)
+        return (
+            lf.group_by(transform.by, maintain_order=True)
+            .agg(sql_expr(e, where=f"{where}.columns.{c}").alias(c) for c, e in transform.columns.items())
+            .sort(transform.by)
+        )
     raise TypeError(f"unknown transform {transform!r}")  # pragma: no cover - the union is closed
 
 

@@ -33,8 +33,8 @@ from coolie_core.errors import WatermarkError
 __all__ = [
     "BATCH_KEY",
     "DATAFLOW_KEY",
-    "SOURCE_KEY",
     "RUN_ID_KEY",
+    "SOURCE_KEY",
     "WATERMARK_KEY",
     "WINDOW_KEY",
     "SqliteWatermarkStore",
@@ -144,7 +144,9 @@ def max_watermark(
         return previous
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise WatermarkError(f"dataflow {dataflow}: watermark column(s) {missing} not in the data ({frame.columns})")
+        raise WatermarkError(
+            f"dataflow {dataflow}: watermark column(s) {missing} not in the data ({frame.columns})"
+        )
     maxima = frame.select(pl.col(columns).max()).row(0, named=True)
     result: Watermark = {}
     for column in columns:
@@ -165,7 +167,9 @@ def max_watermark(
     return {k: v for k, v in result.items() if v is not None} or None
 
 
-def read_delta_watermark(table_path: str | Path, *, dataflow: str, history_limit: int = 50) -> StoredWatermark:
+def read_delta_watermark(
+    table_path: str | Path, *, dataflow: str, history_limit: int = 50
+) -> StoredWatermark:
     """Find a dataflow's watermark in its Delta destination's commit log.
 
     The application transaction version says how many batches were committed; the newest commit
@@ -197,7 +201,9 @@ def read_delta_watermark(table_path: str | Path, *, dataflow: str, history_limit
                 source = None if source is None else str(source)
                 if text is None:
                     return StoredWatermark(None, batch, source)
-                return StoredWatermark(decode_watermark(str(text), dataflow=dataflow, store=store), batch, source)
+                return StoredWatermark(
+                    decode_watermark(str(text), dataflow=dataflow, store=store), batch, source
+                )
         if len(history) < limit:
             raise WatermarkError(
                 f"dataflow {dataflow}: {store} records batch {batch} but its commit is no longer in "
@@ -223,20 +229,26 @@ class SqliteWatermarkStore:
 
     def read(self, dataflow: str) -> StoredWatermark:
         with closing(self._connect()) as conn:
-            row = conn.execute("SELECT batch, watermark, source FROM watermarks WHERE dataflow = ?", (dataflow,)).fetchone()
+            row = conn.execute(
+                "SELECT batch, watermark, source FROM watermarks WHERE dataflow = ?", (dataflow,)
+            ).fetchone()
         if row is None:
             return StoredWatermark(None, 0)
         value = None if row[1] is None else decode_watermark(row[1], dataflow=dataflow, store=str(self.path))
         return StoredWatermark(value, int(row[0]), row[2])
 
-    def commit(self, dataflow: str, *, batch: int, watermark: Mapping[str, Any] | None, source: str | None = None) -> None:
+    def commit(
+        self, dataflow: str, *, batch: int, watermark: Mapping[str, Any] | None, source: str | None = None
+    ) -> None:
         """Record ``batch`` as committed with ``watermark`` (atomic; batches only move forward)."""
         text = None if watermark is None else encode_watermark(watermark)
         now = dt.datetime.now(dt.UTC).isoformat()
         with closing(self._connect()) as conn, conn:
             current = conn.execute("SELECT batch FROM watermarks WHERE dataflow = ?", (dataflow,)).fetchone()
             if current is not None and int(current[0]) >= batch:
-                raise WatermarkError(f"dataflow {dataflow}: batch {batch} is not after the stored batch {current[0]} in {self.path}")
+                raise WatermarkError(
+                    f"dataflow {dataflow}: batch {batch} is not after the stored batch {current[0]} in {self.path}"
+                )
             conn.execute(
                 "INSERT INTO watermarks (dataflow, batch, watermark, source, updated_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(dataflow) DO UPDATE SET batch = excluded.batch, watermark = excluded.watermark,"

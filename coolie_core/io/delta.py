@@ -97,12 +97,15 @@ def _literal(value: Any, dtype: pl.DataType | None) -> str:
 def window_predicate(column: str, bounds: Sequence[tuple[Any, Any]], dtype: pl.DataType | None) -> str:
     """``(col >= lo AND col < hi) OR ...`` for delta-rs, bounds as typed literals."""
     parts = [
-        f"({quote(column)} >= {_literal(lo, dtype)} AND {quote(column)} < {_literal(hi, dtype)})" for lo, hi in bounds
+        f"({quote(column)} >= {_literal(lo, dtype)} AND {quote(column)} < {_literal(hi, dtype)})"
+        for lo, hi in bounds
     ]
     return " OR ".join(parts) if parts else "false"
 
 
-def _dedup_keys(frame: pl.DataFrame, keys: list[str], order: list[str], *, policy: str, dataflow: str) -> pl.DataFrame:
+def _dedup_keys(
+    frame: pl.DataFrame, keys: list[str], order: list[str], *, policy: str, dataflow: str
+) -> pl.DataFrame:
     duplicated = frame.select(pl.struct(keys).is_duplicated().any()).item()
     if not duplicated:
         return frame
@@ -169,33 +172,74 @@ def write_delta(
         if load == "append" or (load == "merge" and not exists):
             data = frame
             if load == "merge":
-                data = _dedup_keys(frame, destination.merge_keys, order_columns, policy=destination.on_duplicate_keys, dataflow=info.dataflow)
+                data = _dedup_keys(
+                    frame,
+                    destination.merge_keys,
+                    order_columns,
+                    policy=destination.on_duplicate_keys,
+                    dataflow=info.dataflow,
+                )
                 if destination.cdc is not None:
-                    data = data.filter(~pl.col(destination.cdc.column).cast(pl.String).is_in(destination.cdc.delete))
-            write_deltalake(str(path), data.to_arrow(), mode="append", partition_by=partition_by, commit_properties=info.properties())
+                    data = data.filter(
+                        ~pl.col(destination.cdc.column).cast(pl.String).is_in(destination.cdc.delete)
+                    )
+            write_deltalake(
+                str(path),
+                data.to_arrow(),
+                mode="append",
+                partition_by=partition_by,
+                commit_properties=info.properties(),
+            )
             return WriteResult(data.height, DeltaTable(str(path)).version())
         if load == "overwrite":
             write_deltalake(
-                str(path), frame.to_arrow(), mode="overwrite", schema_mode="overwrite", partition_by=partition_by, commit_properties=info.properties()
+                str(path),
+                frame.to_arrow(),
+                mode="overwrite",
+                schema_mode="overwrite",
+                partition_by=partition_by,
+                commit_properties=info.properties(),
             )
             return WriteResult(frame.height, DeltaTable(str(path)).version())
         if load == "replace_window":
             assert window_column is not None
             dtype = frame.schema.get(window_column)
             if dtype is None:
-                raise DataError(f"dataflow {info.dataflow}: partition column {window_column} is not in the data ({frame.columns})")
+                raise DataError(
+                    f"dataflow {info.dataflow}: partition column {window_column} is not in the data ({frame.columns})"
+                )
             if not exists:
-                write_deltalake(str(path), frame.to_arrow(), mode="append", partition_by=partition_by, commit_properties=info.properties())
+                write_deltalake(
+                    str(path),
+                    frame.to_arrow(),
+                    mode="append",
+                    partition_by=partition_by,
+                    commit_properties=info.properties(),
+                )
             else:
                 predicate = window_predicate(window_column, windows, dtype)
-                write_deltalake(str(path), frame.to_arrow(), mode="overwrite", predicate=predicate, commit_properties=info.properties())
+                write_deltalake(
+                    str(path),
+                    frame.to_arrow(),
+                    mode="overwrite",
+                    predicate=predicate,
+                    commit_properties=info.properties(),
+                )
             return WriteResult(frame.height, DeltaTable(str(path)).version())
         # merge into an existing table
         keys = destination.merge_keys
-        data = _dedup_keys(frame, keys, order_columns, policy=destination.on_duplicate_keys, dataflow=info.dataflow)
+        data = _dedup_keys(
+            frame, keys, order_columns, policy=destination.on_duplicate_keys, dataflow=info.dataflow
+        )
         table = DeltaTable(str(path))
         predicate = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
-        merger = table.merge(source=data.to_arrow(), predicate=predicate, source_alias="s", target_alias="t", commit_properties=info.properties())
+        merger = table.merge(
+            source=data.to_arrow(),
+            predicate=predicate,
+            source_alias="s",
+            target_alias="t",
+            commit_properties=info.properties(),
+        )
         if destination.cdc is not None:
             values = ", ".join("'" + v.replace("'", "''") + "'" for v in destination.cdc.delete)
             is_delete = f"CAST(s.{quote(destination.cdc.column)} AS STRING) IN ({values})"

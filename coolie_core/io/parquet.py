@@ -32,7 +32,9 @@ def discard_uncommitted(folder: Path, *, committed_batch: int) -> list[Path]:
     return removed
 
 
-def write_parquet_folder(folder: Path, frame: pl.DataFrame, *, destination: DestinationSpec, batch: int, run_id: str) -> int:
+def write_parquet_folder(
+    folder: Path, frame: pl.DataFrame, *, destination: DestinationSpec, batch: int, run_id: str
+) -> int:
     """Write ``frame`` as one file of ``batch``; overwrite removes the older batches' files."""
     try:
         folder.mkdir(parents=True, exist_ok=True)

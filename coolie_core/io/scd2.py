@@ -83,8 +83,16 @@ def write_scd2(
     batch = batch.filter("__keep").drop(["__keep", *(c + "__prev" for c in tracked)])
 
     if not delta_table_exists(path):
-        out = batch.with_columns(pl.col(vf).shift(-1).over(keys).alias(vt)).with_columns(pl.col(vt).is_null().alias(cur))
-        write_deltalake(str(path), out.to_arrow(), mode="append", partition_by=destination.partition_by or None, commit_properties=info.properties())
+        out = batch.with_columns(pl.col(vf).shift(-1).over(keys).alias(vt)).with_columns(
+            pl.col(vt).is_null().alias(cur)
+        )
+        write_deltalake(
+            str(path),
+            out.to_arrow(),
+            mode="append",
+            partition_by=destination.partition_by or None,
+            commit_properties=info.properties(),
+        )
         return WriteResult(out.height, DeltaTable(str(path)).version())
 
     table = DeltaTable(str(path))
@@ -107,13 +115,22 @@ def write_scd2(
     # Recompute "first" after filtering, then classify.
     first = pl.col(vf).rank("ordinal").over(keys) == 1
     joined = joined.with_columns(
-        pl.when(first & has_current & (pl.col(vf) == cur_from)).then(pl.lit("fix")).otherwise(pl.lit("insert")).alias(_ACTION),
+        pl.when(first & has_current & (pl.col(vf) == cur_from))
+        .then(pl.lit("fix"))
+        .otherwise(pl.lit("insert"))
+        .alias(_ACTION),
         (first & has_current & (pl.col(vf) > cur_from)).alias("__closes"),
     )
-    joined = joined.with_columns(pl.col(vf).shift(-1).over(keys).alias(vt)).with_columns(pl.col(vt).is_null().alias(cur))
-    columns = [c for c in batch.columns] + [vt, cur]
+    joined = joined.with_columns(pl.col(vf).shift(-1).over(keys).alias(vt)).with_columns(
+        pl.col(vt).is_null().alias(cur)
+    )
+    columns = [*list(batch.columns), vt, cur]
     inserts_and_fixes = joined.select(
-        [*columns, _ACTION, *(pl.when(pl.col(_ACTION) == "fix").then(pl.col(k)).otherwise(None).alias(_MK + k) for k in keys)]
+        [
+            *columns,
+            _ACTION,
+            *(pl.when(pl.col(_ACTION) == "fix").then(pl.col(k)).otherwise(None).alias(_MK + k) for k in keys),
+        ]
     )
     closes = joined.filter("__closes").select(
         [*columns, pl.lit("close").alias(_ACTION), *(pl.col(k).alias(_MK + k) for k in keys)]
@@ -122,19 +139,29 @@ def write_scd2(
     if source.height == 0:
         return WriteResult(0, None)
 
-    predicate = " AND ".join([*(f"t.{quote(k)} = s.{quote(_MK + k)}" for k in keys), f"t.{quote(cur)} = true"])
-    target_columns = [c for c in columns]
+    predicate = " AND ".join(
+        [*(f"t.{quote(k)} = s.{quote(_MK + k)}" for k in keys), f"t.{quote(cur)} = true"]
+    )
+    target_columns = list(columns)
     metrics = (
-        table.merge(source=source.to_arrow(), predicate=predicate, source_alias="s", target_alias="t", commit_properties=info.properties())
+        table.merge(
+            source=source.to_arrow(),
+            predicate=predicate,
+            source_alias="s",
+            target_alias="t",
+            commit_properties=info.properties(),
+        )
         .when_matched_update(
-            updates={quote(vt): f"s.{quote(vf)}", quote(cur): "false"}, predicate=f"s.{quote(_ACTION)} = 'close'"
+            updates={quote(vt): f"s.{quote(vf)}", quote(cur): "false"},
+            predicate=f"s.{quote(_ACTION)} = 'close'",
         )
         .when_matched_update(
             updates={quote(c): f"s.{quote(c)}" for c in target_columns if c not in keys and c not in (vf,)},
             predicate=f"s.{quote(_ACTION)} = 'fix'",
         )
         .when_not_matched_insert(
-            updates={quote(c): f"s.{quote(c)}" for c in target_columns}, predicate=f"s.{quote(_ACTION)} = 'insert'"
+            updates={quote(c): f"s.{quote(c)}" for c in target_columns},
+            predicate=f"s.{quote(_ACTION)} = 'insert'",
         )
         .execute()
     )

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 
 from coolie_core.errors import SourceError, TransientError
 from coolie_core.locations import expand_env, source_location
@@ -84,7 +84,9 @@ def _load_module(connection: PythonConnection, name: str) -> ModuleType:
     return module
 
 
-def _read_python(source: PythonSource, connection: PythonConnection, *, dataflow: str, context: Mapping[str, Any]) -> pl.LazyFrame:
+def _read_python(
+    source: PythonSource, connection: PythonConnection, *, dataflow: str, context: Mapping[str, Any]
+) -> pl.LazyFrame:
     module = _load_module(connection, source.connection)
     function = getattr(module, source.function, None)
     if not callable(function):
@@ -106,7 +108,9 @@ def _read_python(source: PythonSource, connection: PythonConnection, *, dataflow
     )
 
 
-def _read_sql(source: SqlSource, connection: SqlConnection, *, dataflow: str, bounds: list[SqlBound]) -> pl.LazyFrame:
+def _read_sql(
+    source: SqlSource, connection: SqlConnection, *, dataflow: str, bounds: list[SqlBound]
+) -> pl.LazyFrame:
     import sqlalchemy as sa
     from sqlalchemy import exc as sa_exc
 
@@ -114,7 +118,9 @@ def _read_sql(source: SqlSource, connection: SqlConnection, *, dataflow: str, bo
         url = expand_env(connection.url)
     except KeyError as exc:
         raise SourceError(f"dataflow {dataflow}: connection {source.connection}: {exc.args[0]}") from None
-    base = f"SELECT * FROM {source.table}" if source.table else f"SELECT * FROM ({source.query}) AS coolie_src"
+    base = (
+        f"SELECT * FROM {source.table}" if source.table else f"SELECT * FROM ({source.query}) AS coolie_src"
+    )
     clauses = [f"({source.filter})"] if source.filter else []
     params: dict[str, Any] = {}
     for index, bound in enumerate(bounds):
@@ -125,12 +131,28 @@ def _read_sql(source: SqlSource, connection: SqlConnection, *, dataflow: str, bo
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            frame = pl.read_database(sa.text(text), conn, execute_options={"parameters": params}, infer_schema_length=None)
-    except (sa_exc.OperationalError, sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
+            frame = pl.read_database(
+                sa.text(text), conn, execute_options={"parameters": params}, infer_schema_length=None
+            )
+    except sa_exc.OperationalError as exc:
+        # SQLite reports permanent faults (missing table/column, syntax) as OperationalError too.
+        text = str(getattr(exc, "orig", exc))
+        if any(p in text for p in ("no such table", "no such column", "syntax error")):
+            raise SourceError(
+                f"dataflow {dataflow}: query failed on connection {source.connection}: {text}"
+            ) from None
+        raise TransientError(
+            f"dataflow {dataflow}: database error on connection {source.connection}: {text}"
+        ) from None
+    except (sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
         # Message without the URL: it may hold an expanded secret.
-        raise TransientError(f"dataflow {dataflow}: database error on connection {source.connection}: {type(exc.orig).__name__}: {exc.orig}") from None
+        raise TransientError(
+            f"dataflow {dataflow}: database error on connection {source.connection}: {type(getattr(exc, 'orig', exc)).__name__}: {getattr(exc, 'orig', exc)}"
+        ) from None
     except sa_exc.SQLAlchemyError as exc:
-        raise SourceError(f"dataflow {dataflow}: query failed on connection {source.connection}: {type(exc).__name__}: {getattr(exc, 'orig', exc)}") from None
+        raise SourceError(
+            f"dataflow {dataflow}: query failed on connection {source.connection}: {type(exc).__name__}: {getattr(exc, 'orig', exc)}"
+        ) from None
     finally:
         engine.dispose()
     assert isinstance(frame, pl.DataFrame)
@@ -165,7 +187,9 @@ def read_source(
             location = source_location(catalog, flow)
             assert location is not None
             if not (location / "_delta_log").is_dir():
-                raise SourceError(f"dataflow {flow.name}: source Delta table {location} does not exist (has its producer run?)")
+                raise SourceError(
+                    f"dataflow {flow.name}: source Delta table {location} does not exist (has its producer run?)"
+                )
             lf = pl.scan_delta(str(location))
         elif isinstance(source, SqlSource):
             connection = catalog.connections[source.connection]

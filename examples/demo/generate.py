@@ -38,27 +38,35 @@ def generate(out: Path, *, rows: int, seed: int) -> dict[str, int]:
     customers = []
     for cid in range(1, n_customers + 1):
         created = START + dt.timedelta(minutes=rng.randrange(DAYS * 24 * 60))
-        customers.append({
-            "customer_id": cid,
-            "name": f"Customer {cid}",
-            "email": f"customer{cid}@example.com",
-            "country": rng.choice(COUNTRIES),
-            "segment": rng.choice(SEGMENTS),
-            "updated_at": created.strftime("%Y-%m-%d %H:%M:%S"),
-        })
+        customers.append(
+            {
+                "customer_id": cid,
+                "name": f"Customer {cid}",
+                "email": f"customer{cid}@example.com",
+                "country": rng.choice(COUNTRIES),
+                "segment": rng.choice(SEGMENTS),
+                "updated_at": created.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+        )
     # A tenth of the customers change segment later: SCD2 history in silver.
     for cid in rng.sample(range(1, n_customers + 1), n_customers // 10):
         base = customers[cid - 1]
-        later = dt.datetime.strptime(base["updated_at"], "%Y-%m-%d %H:%M:%S") + dt.timedelta(days=rng.randint(1, 30))
-        customers.append({**base, "segment": rng.choice(SEGMENTS), "updated_at": later.strftime("%Y-%m-%d %H:%M:%S")})
+        later = dt.datetime.strptime(base["updated_at"], "%Y-%m-%d %H:%M:%S") + dt.timedelta(
+            days=rng.randint(1, 30)
+        )
+        customers.append(
+            {**base, "segment": rng.choice(SEGMENTS), "updated_at": later.strftime("%Y-%m-%d %H:%M:%S")}
+        )
     pl.DataFrame(customers).write_csv(raw / "customers" / "customers.csv")
 
-    products = pl.DataFrame({
-        "product_id": list(range(1, n_products + 1)),
-        "product_name": [f"Product {p}" for p in range(1, n_products + 1)],
-        "category": [rng.choice(CATEGORIES) for _ in range(n_products)],
-        "list_price": [round(rng.uniform(2, 200), 2) for _ in range(n_products)],
-    })
+    products = pl.DataFrame(
+        {
+            "product_id": list(range(1, n_products + 1)),
+            "product_name": [f"Product {p}" for p in range(1, n_products + 1)],
+            "category": [rng.choice(CATEGORIES) for _ in range(n_products)],
+            "list_price": [round(rng.uniform(2, 200), 2) for _ in range(n_products)],
+        }
+    )
     products.write_parquet(raw / "products" / "products.parquet")
     prices = dict(zip(products["product_id"], products["list_price"], strict=True))
 
@@ -80,9 +88,23 @@ def generate(out: Path, *, rows: int, seed: int) -> dict[str, int]:
         events.append(order)
         roll = rng.random()
         if roll < 0.3:  # shipped later: an update
-            events.append({**order, "status": "shipped", "op": "U", "updated_at": _ts(ordered + dt.timedelta(hours=rng.randint(2, 72)))})
+            events.append(
+                {
+                    **order,
+                    "status": "shipped",
+                    "op": "U",
+                    "updated_at": _ts(ordered + dt.timedelta(hours=rng.randint(2, 72))),
+                }
+            )
         elif roll < 0.33:  # cancelled: a delete in the change feed
-            events.append({**order, "status": "cancelled", "op": "D", "updated_at": _ts(ordered + dt.timedelta(hours=rng.randint(1, 24)))})
+            events.append(
+                {
+                    **order,
+                    "status": "cancelled",
+                    "op": "D",
+                    "updated_at": _ts(ordered + dt.timedelta(hours=rng.randint(1, 24))),
+                }
+            )
     by_month: dict[str, list[dict[str, object]]] = {}
     for event in sorted(events, key=lambda e: (str(e["updated_at"]), int(str(e["order_id"])))):
         by_month.setdefault(str(event["updated_at"])[:7], []).append(event)
@@ -94,18 +116,35 @@ def generate(out: Path, *, rows: int, seed: int) -> dict[str, int]:
     db.unlink(missing_ok=True)
     conn = sqlite3.connect(db)
     with conn:
-        conn.execute("CREATE TABLE payments (payment_id INTEGER PRIMARY KEY, order_id INTEGER, amount REAL, method TEXT, paid_at TEXT)")
+        conn.execute(
+            "CREATE TABLE payments (payment_id INTEGER PRIMARY KEY, order_id INTEGER, amount REAL, method TEXT, paid_at TEXT)"
+        )
         payments = []
         pid = 0
         for event in events:
             if event["op"] == "I" and rng.random() < 0.8:
                 pid += 1
-                paid = dt.datetime.strptime(str(event["order_ts"]), "%Y-%m-%dT%H:%M:%SZ") + dt.timedelta(minutes=rng.randint(1, 600))
+                paid = dt.datetime.strptime(str(event["order_ts"]), "%Y-%m-%dT%H:%M:%SZ") + dt.timedelta(
+                    minutes=rng.randint(1, 600)
+                )
                 amount = round(float(str(event["unit_price"])) * int(str(event["qty"])), 2)
-                payments.append((pid, event["order_id"], amount, rng.choice(["card", "invoice", "paypal"]), paid.isoformat()))
+                payments.append(
+                    (
+                        pid,
+                        event["order_id"],
+                        amount,
+                        rng.choice(["card", "invoice", "paypal"]),
+                        paid.isoformat(),
+                    )
+                )
         conn.executemany("INSERT INTO payments VALUES (?, ?, ?, ?, ?)", payments)
     conn.close()
-    return {"customers": len(customers), "orders_events": len(events), "products": n_products, "payments": len(payments)}
+    return {
+        "customers": len(customers),
+        "orders_events": len(events),
+        "products": n_products,
+        "payments": len(payments),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
