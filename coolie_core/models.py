@@ -175,7 +175,12 @@ class PartitionSpec(_Model):
     def _consistent(self) -> Self:
         integer = self.every == "integer"
         if self.step != 1 and self.every not in ("minute", "hour", "day", "integer"):
-            raise ValueError(f"step is only allowed with minute, hour, day or integer, not {self.every}")
+            raise ValueError(f"step: only allowed with minute, hour, day or integer, not {self.every}")
+        limits = {"minute": 1440, "hour": 24}
+        if self.every in limits and self.step > limits[self.every]:
+            raise ValueError(
+                f"step: at most {limits[self.every]} for every: {self.every} (use a larger unit)"
+            )
         for bound_name in ("start", "end"):
             bound = getattr(self, bound_name)
             if bound is None:
@@ -190,7 +195,7 @@ class PartitionSpec(_Model):
 
 def _as_comparable(value: dt.datetime | dt.date | int) -> Any:
     if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=None) if value.tzinfo else value
+        return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day)
     return value

@@ -20,7 +20,7 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Literal, TypeVar, get_args, overload
 from zoneinfo import ZoneInfo
 
-from dateutil.relativedelta import MO, relativedelta  # type: ignore[import-untyped]  # no stubs installed
+from dateutil.relativedelta import MO, relativedelta
 
 from coolie_core.models import PartitionSpec
 

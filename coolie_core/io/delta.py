@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from coolie_core.errors import DataError, TransientError, WriteError
+from coolie_core.faults import fault_point
 from coolie_core.models import DestinationSpec
 from coolie_core.watermarks import (
     BATCH_KEY,
@@ -232,6 +233,7 @@ def write_delta(
             frame, keys, order_columns, policy=destination.on_duplicate_keys, dataflow=info.dataflow
         )
         table = DeltaTable(str(path))
+        fault_point("delta_commit", info.dataflow)
         predicate = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
         merger = table.merge(
             source=data.to_arrow(),

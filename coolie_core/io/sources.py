@@ -6,6 +6,7 @@ parameters in the query, never formatted into its text.
 """
 
 import glob
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -71,8 +72,9 @@ def _read_files(source: FileSource, pattern: Path, *, dataflow: str) -> pl.LazyF
 def _load_module(connection: PythonConnection, name: str) -> ModuleType:
     if connection.module is not None:
         return importlib.import_module(connection.module)
-    path = Path(str(connection.path))
-    module_name = f"coolie_source_{name}"
+    path = Path(str(connection.path)).resolve()
+    # Keyed by the file's path: two catalogs may use one connection name for different files.
+    module_name = "coolie_source_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -214,8 +216,6 @@ def fingerprint_source(catalog: Catalog, flow: Dataflow) -> str | None:
     Files: names, sizes and modification times. Delta: the table version. SQL and python
     sources have none (they always run).
     """
-    import hashlib
-
     source = flow.source
     if isinstance(source, FileSource):
         location = source_location(catalog, flow)
