@@ -4,10 +4,11 @@ User errors (bad catalog, bad arguments) print a message without a traceback and
 in which a dataflow failed exits 1.
 """
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -200,6 +201,162 @@ def run(
             )
         out.print(table)
     if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def replay(
+    catalog: CatalogArg,
+    dataflow: Annotated[list[str], typer.Option("--dataflow", "-d", help="Dataflow to replay (repeatable).")],
+    start: Annotated[
+        str | None,
+        typer.Option("--start", help="First boundary, e.g. 2024-01-01 (default: partitions.start)."),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--end", help="End boundary, exclusive (default: partitions.end or now).")
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option("--every", help="Chunk size: year, quarter, month, week, day, hour, minute, integer."),
+    ] = None,
+    save_watermark: Annotated[
+        bool, typer.Option("--save-watermark", help="Hand over to incremental mode after the last chunk.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replay chunks already committed by the same replay.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the chunks only.")] = False,
+    max_workers: Annotated[int | None, typer.Option("--max-workers", min=1)] = None,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON lines.")] = False,
+) -> None:
+    """Replay a range in calendar-aligned chunks: one commit per chunk, resumable, idempotent."""
+    from coolie_core.driver import Driver
+    from coolie_core.replay import Every, plan_replay
+
+    valid = ("year", "quarter", "month", "week", "day", "hour", "minute", "integer")
+    if every is not None and every not in valid:
+        raise typer.BadParameter(f"--every must be one of {', '.join(valid)}")
+    cadence = cast("Every | None", every)
+    lo = _bound(start, "--start")
+    hi = _bound(end, "--end")
+    loaded = load_catalog(catalog)
+    planned = plan_dataflows(loaded, dataflows=dataflow)
+    if dry_run:
+        rows = []
+        for item in planned:
+            _, windows = plan_replay(
+                loaded, item.dataflow, start=lo, end=hi, every=cadence, save_watermark=save_watermark
+            )
+            rows += [
+                {"dataflow": item.name, "window": w.key, "lo": str(w.lo), "hi": str(w.hi)} for w in windows
+            ]
+        if as_json:
+            sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        else:
+            table = Table(title=f"replay plan: {len(rows)} chunks")
+            for column in ("dataflow", "window", "lo", "hi"):
+                table.add_column(column)
+            for row in rows:
+                table.add_row(*(str(row[k]) for k in ("dataflow", "window", "lo", "hi")))
+            out.print(table)
+        return
+    with Driver(loaded, state_dir=state_dir) as driver:
+        results = driver.run_replay(
+            dataflow,
+            start=lo,
+            end=hi,
+            every=cadence,
+            save_watermark=save_watermark,
+            force=force,
+            max_workers=max_workers,
+        )
+        run_id = driver.run_id
+    if as_json:
+        for result in results:
+            sys.stdout.write(json.dumps(result.to_record(run_id), default=str) + "\n")
+    else:
+        table = Table(title=f"replay {run_id}")
+        for column in ("dataflow", "status", "chunks committed", "chunks skipped", "rows", "note"):
+            table.add_column(column)
+        for result in results:
+            table.add_row(
+                result.dataflow,
+                result.status,
+                str(result.committed),
+                str(result.skipped),
+                str(sum(c.rows for c in result.chunks)),
+                result.error or "",
+            )
+        out.print(table)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _bound(value: str | None, option: str) -> "int | dt.date | dt.datetime | None":
+    """Parse a CLI bound: an integer, an ISO date or an ISO datetime."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        pass
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    raise typer.BadParameter(f"{option}: expected an integer, YYYY-MM-DD or an ISO datetime, got {value!r}")
+
+
+@app.command()
+def maintain(
+    catalog: CatalogArg,
+    dataflow: DataflowOpt = None,
+    optimize: Annotated[bool, typer.Option("--optimize/--no-optimize", help="Compact small files.")] = True,
+    vacuum: Annotated[
+        bool,
+        typer.Option("--vacuum/--no-vacuum", help="Delete files no version in the retention period uses."),
+    ] = True,
+    retention_hours: Annotated[
+        int, typer.Option("--retention-hours", min=0, help="Keep files needed by versions this recent.")
+    ] = 168,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what vacuum would delete; change nothing.")
+    ] = False,
+    max_workers: Annotated[int | None, typer.Option("--max-workers", min=1)] = None,
+) -> None:
+    """Optimize and vacuum the catalog's Delta tables, each once, in parallel."""
+    from coolie_core.driver import Driver
+
+    loaded = load_catalog(catalog)
+    with Driver(loaded) as driver:
+        results = driver.run_maintenance(
+            dataflows=dataflow or (),
+            optimize=optimize,
+            vacuum=vacuum,
+            retention_hours=retention_hours,
+            dry_run=dry_run,
+            max_workers=max_workers,
+        )
+    table = Table(title=f"maintenance: {len(results)} tables")
+    for column in ("table", "status", "files compacted", "files vacuumed", "version", "note"):
+        table.add_column(column)
+    for result in results:
+        version = "" if result.version_after is None else f"{result.version_before} -> {result.version_after}"
+        table.add_row(
+            result.table,
+            result.status,
+            str(result.files_compacted),
+            str(result.files_vacuumed),
+            version,
+            result.error or result.reason or "",
+        )
+    out.print(table)
+    if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
 

@@ -22,20 +22,22 @@ from typing import Any, Literal
 import polars as pl
 
 from coolie_core.catalog import LoadedCatalog
-from coolie_core.errors import CoolieError, DataError
+from coolie_core.errors import CoolieError
 from coolie_core.executor import TaskEvent, execute
 from coolie_core.faults import fault_point
-from coolie_core.filters import watermark_expr, window_expr
 from coolie_core.io.delta import CommitInfo, write_delta
 from coolie_core.io.parquet import discard_uncommitted, write_parquet_folder
-from coolie_core.io.sources import SqlBound, fingerprint_source, read_source
+from coolie_core.io.sources import fingerprint_source
 from coolie_core.locations import destination_location
-from coolie_core.models import Dataflow, SqlSource
+from coolie_core.maintenance import MaintenanceResult, run_maintenance
+from coolie_core.models import Dataflow
 from coolie_core.planning import PlannedDataflow, plan_dataflows
+from coolie_core.reading import read_frame
+from coolie_core.replay import ChunkResult, Every, ReplayResult, replay_dataflow
 from coolie_core.retry import RetryAttempt, call_with_retry
 from coolie_core.runlog import RunLog
 from coolie_core.sharding import ShardSpec
-from coolie_core.transforms import add_system_columns, apply_transforms
+from coolie_core.transforms import add_system_columns
 from coolie_core.watermarks import (
     SqliteWatermarkStore,
     StoredWatermark,
@@ -44,7 +46,7 @@ from coolie_core.watermarks import (
     max_watermark,
     read_delta_watermark,
 )
-from coolie_core.windows import Window, windows_covering
+from coolie_core.windows import Bound, Window, windows_covering
 
 __all__ = ["DataflowResult", "Driver", "RunResult"]
 
@@ -143,19 +145,6 @@ class _DataflowFailed(Exception):
 
 def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-
-
-def _collect(lf: pl.LazyFrame, *, dataflow: str) -> pl.DataFrame:
-    try:
-        return lf.collect(engine="streaming")
-    except (
-        pl.exceptions.InvalidOperationError,
-        pl.exceptions.ComputeError,
-        pl.exceptions.SchemaError,
-        pl.exceptions.ColumnNotFoundError,
-        pl.exceptions.SQLInterfaceError,
-    ) as exc:
-        raise DataError(f"dataflow {dataflow}: {type(exc).__name__}: {exc}") from exc
 
 
 class Driver:
@@ -261,6 +250,64 @@ class Driver:
                 results.append(skipped)
         return RunResult(self.run_id, results)
 
+    def run_replay(
+        self,
+        dataflows: Sequence[str],
+        *,
+        start: Bound | None = None,
+        end: Bound | None = None,
+        every: Every | None = None,
+        save_watermark: bool = False,
+        force: bool = False,
+        max_workers: int | None = None,
+        on_chunk: Callable[[str, ChunkResult], None] | None = None,
+    ) -> list[ReplayResult]:
+        """Replay dataflows over ``[start, end)`` in calendar chunks (see :mod:`coolie_core.replay`).
+
+        Dataflows replay in parallel (each uses a second thread to prefetch its next chunk, so at
+        most ``max_workers // 2`` run at once); the chunks of one dataflow commit in order.
+        """
+        catalog = self.loaded.catalog
+        planned = self.plan(dataflows=dataflows)
+        flows = {p.name: p.dataflow for p in planned}
+
+        def task(name: str) -> ReplayResult:
+            result = replay_dataflow(
+                self.loaded, flows[name], run_id=self.run_id, start=start, end=end, every=every,
+                save_watermark=save_watermark, force=force,
+                on_chunk=None if on_chunk is None else (lambda chunk: on_chunk(name, chunk)),
+            )  # fmt: skip
+            self.runlog.append(result.to_record(self.run_id))
+            return result
+
+        workers = max(1, (max_workers or catalog.defaults.max_workers) // 2)
+        outcome = execute(list(flows), upstream={}, task=task, max_workers=workers)
+        results = []
+        for name in flows:
+            record = outcome.records[name]
+            if record.result is not None:
+                results.append(record.result)
+            else:
+                error = str(record.error) if isinstance(record.error, CoolieError) else repr(record.error)
+                results.append(ReplayResult(name, "failed", "", error=error))
+        return results
+
+    def run_maintenance(
+        self,
+        *,
+        dataflows: Sequence[str] = (),
+        optimize: bool = True,
+        vacuum: bool = True,
+        retention_hours: int = 168,
+        dry_run: bool = False,
+        max_workers: int | None = None,
+    ) -> list[MaintenanceResult]:
+        """Optimize and vacuum the Delta destinations (see :mod:`coolie_core.maintenance`)."""
+        return run_maintenance(
+            self.loaded, dataflows=dataflows, optimize=optimize, vacuum=vacuum, retention_hours=retention_hours,
+            dry_run=dry_run, max_workers=max_workers or self.loaded.catalog.defaults.max_workers,
+        )  # fmt: skip
+
     def run_one(self, flow: Dataflow, *, window: Window | None = None, force: bool = False) -> DataflowResult:
         """Run one dataflow (optionally one window of it) with retries; never raises for data errors.
 
@@ -349,20 +396,7 @@ class Driver:
         if window is None and not force and fingerprint is not None and fingerprint == state.source:
             return replace(base, reason=f"source unchanged since batch {state.batch}")
 
-        sql_bounds = self._sql_bounds(flow, wm_before, window)
-        lf = read_source(
-            catalog, flow, sql_bounds=sql_bounds, context={"watermark": wm_before, "window": window}
-        )
-        lf = apply_transforms(lf, flow.transforms, dataflow=flow.name)
-        schema = lf.collect_schema()
-        if window is not None:
-            assert flow.partitions is not None
-            lf = lf.filter(window_expr(flow.partitions.column, window.lo, window.hi, schema, where=flow.name))
-        if wm_before:
-            expr = watermark_expr(wm_before, flow.lookback, schema, where=flow.name)
-            if expr is not None:
-                lf = lf.filter(expr)
-        frame = _collect(lf, dataflow=flow.name)
+        frame = read_frame(catalog, flow, window=window, watermark=wm_before)
         fault_point("after_read", flow.name)
         rows_read = frame.height
         wm_after = max_watermark(frame, flow.watermark_columns, wm_before, dataflow=flow.name)
@@ -425,39 +459,6 @@ class Driver:
         lo, hi = frame.select(pl.col(column).min().alias("lo"), pl.col(column).max().alias("hi")).row(0)
         windows = windows_covering(flow.partitions, lo=lo, hi_inclusive=hi)
         return [(w.lo, w.hi) for w in windows]
-
-    @staticmethod
-    def _sql_bounds(flow: Dataflow, watermark: Watermark | None, window: Window | None) -> list[SqlBound]:
-        """Bounds a SQL source applies in the database (numeric watermarks and windows only:
-        text-typed dates in e.g. SQLite would compare as strings). The same filters are applied
-        again on the typed data, so pushdown only ever narrows what is transferred."""
-        if not isinstance(flow.source, SqlSource):
-            return []
-        produced = {c for t in flow.transforms if t.kind in ("rename", "derive", "cast") for c in _outputs(t)}
-        bounds = []
-        if watermark and len(watermark) == 1 and flow.lookback is None:
-            column, value = next(iter(watermark.items()))
-            if column not in produced and isinstance(value, int | float) and not isinstance(value, bool):
-                bounds.append(SqlBound(column, ">", value))
-        partitions = flow.partitions
-        if (
-            window is not None
-            and partitions is not None
-            and partitions.column not in produced
-            and isinstance(window.lo, int)
-        ):
-            bounds += [
-                SqlBound(partitions.column, ">=", window.lo),
-                SqlBound(partitions.column, "<", window.hi),
-            ]
-        return bounds
-
-
-def _outputs(transform: Any) -> list[str]:
-    columns = getattr(transform, "columns", {})
-    if transform.kind == "rename":
-        return list(columns.values())
-    return list(columns)
 
 
 def _describe(attempt: RetryAttempt) -> str:

@@ -2,7 +2,7 @@
 
 Each transform of the catalog maps to polars expressions; nothing is computed until the driver
 collects. Cast failures surface at collect time as :class:`~coolie_core.errors.DataError`
-naming the column and a sample value.
+naming the column and a sample value. Masking keeps nulls null (only values are hashed or redacted).
 """
 
 import datetime as dt
@@ -162,7 +162,11 @@ def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str) -> pl.LazyFram
                 pl.when(pl.col(c).is_null()).then(None).otherwise(pl.lit(REDACTED)).alias(c)
                 for c in transform.columns
             )
-        return lf.with_columns(_hash_expr([c]).alias(c) for c in transform.columns)
+        # A null stays null: hashing the null marker would invent one shared "value" for all nulls.
+        return lf.with_columns(
+            pl.when(pl.col(c).is_null()).then(None).otherwise(_hash_expr([c])).alias(c)
+            for c in transform.columns
+        )
     if isinstance(transform, AggregateTransform):
         need(transform.by)
         return (
