@@ -363,7 +363,8 @@ def maintain(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``coolie`` console script."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, click returns typer.Exit's code instead of raising it.
+        code = app(args=argv, standalone_mode=False)
     except CatalogError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
@@ -382,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sys.stderr.write(f"error: {exc}\n")
         return int(getattr(exc, "exit_code", 2))
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def collect(lf: pl.LazyFrame, *, dataflow: str) -> pl.DataFrame:
         pl.exceptions.ColumnNotFoundError,
         pl.exceptions.SQLInterfaceError,
     ) as exc:
-        raise DataError(f"dataflow {dataflow}: {type(exc).__name__}: {exc}") from exc
+        # The first paragraph names the column and the offending values; polars' hints follow.
+        detail = str(exc).strip().split("\n\n", 1)[0]
+        raise DataError(f"dataflow {dataflow}: {type(exc).__name__}: {detail}") from exc
 
 
 def read_frame(
