@@ -433,6 +433,7 @@ class Driver:
                 order_columns=flow.watermark_columns,
                 window_column=column,
                 windows=bounds,
+                window_timezone=flow.partitions.timezone if flow.partitions is not None else "UTC",
             )
             rows_written, version = written.rows_written, written.version
         else:

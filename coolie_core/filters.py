@@ -1,11 +1,13 @@
 """Row filters for incremental reads (watermark) and windows, typed to the column.
 
 Bounds are normalised to the column's type before comparing: a UTC datetime bound against a
-``Date`` column compares as a date, against a naive ``Datetime`` as naive UTC. Never a TypeError.
+``Date`` column compares as the calendar date in the partition timezone (a window boundary is local
+midnight there), against a naive ``Datetime`` as naive UTC. Never a TypeError.
 """
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -16,14 +18,17 @@ from coolie_core.watermarks import Watermark
 __all__ = ["coerce_bound", "watermark_expr", "window_expr"]
 
 
-def coerce_bound(value: Any, dtype: pl.DataType, *, where: str) -> Any:
-    """Convert a window or watermark bound to the type of the column it is compared with."""
+def coerce_bound(value: Any, dtype: pl.DataType, *, where: str, timezone: str = "UTC") -> Any:
+    """Convert a window or watermark bound to the type of the column it is compared with.
+
+    ``timezone`` is the calendar a datetime bound is turned into a date in (the partitions').
+    """
     if dtype == pl.Null():
         return value  # an empty result without types: the comparison matches nothing
     if isinstance(value, dt.datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         if dtype == pl.Date():
-            return aware.astimezone(dt.UTC).date()
+            return aware.astimezone(ZoneInfo(timezone)).date()
         if isinstance(dtype, pl.Datetime):
             if dtype.time_zone is None:
                 return aware.astimezone(dt.UTC).replace(tzinfo=None)
@@ -39,13 +44,15 @@ def coerce_bound(value: Any, dtype: pl.DataType, *, where: str) -> Any:
     raise DataError(f"{where}: cannot compare a column of type {dtype} with {type(value).__name__} {value!r}")
 
 
-def window_expr(column: str, lo: Any, hi: Any, schema: pl.Schema, *, where: str) -> pl.Expr:
-    """``lo <= column < hi`` with bounds typed to the column."""
+def window_expr(
+    column: str, lo: Any, hi: Any, schema: pl.Schema, *, where: str, timezone: str = "UTC"
+) -> pl.Expr:
+    """``lo <= column < hi`` with bounds typed to the column (dates in the partition ``timezone``)."""
     if column not in schema:
         raise DataError(f"{where}: partition column {column} not found; available: {list(schema.names())}")
     dtype = schema[column]
-    expr: pl.Expr = (pl.col(column) >= coerce_bound(lo, dtype, where=where)) & (
-        pl.col(column) < coerce_bound(hi, dtype, where=where)
+    expr: pl.Expr = (pl.col(column) >= coerce_bound(lo, dtype, where=where, timezone=timezone)) & (
+        pl.col(column) < coerce_bound(hi, dtype, where=where, timezone=timezone)
     )
     return expr
 

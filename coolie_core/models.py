@@ -631,6 +631,11 @@ class Dataflow(_Model):
             raise ValueError(
                 "partitions: required for load replace_window (the window column and chunk size)"
             )
+        if load == "replace_window" and self.watermark_columns:
+            raise ValueError(
+                "watermark_columns: not with load replace_window, which replaces whole windows; "
+                "an incremental read would replace a window with only its new rows"
+            )
         if self.lookback is not None and not self.watermark_columns:
             raise ValueError("watermark_columns: required when lookback is set")
         if load == "overwrite" and self.watermark_columns:

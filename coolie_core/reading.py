@@ -50,7 +50,16 @@ def read_frame(
     if window is not None:
         if flow.partitions is None:
             raise DataError(f"dataflow {flow.name}: a window needs partitions in the catalog")
-        lf = lf.filter(window_expr(flow.partitions.column, window.lo, window.hi, schema, where=flow.name))
+        lf = lf.filter(
+            window_expr(
+                flow.partitions.column,
+                window.lo,
+                window.hi,
+                schema,
+                where=flow.name,
+                timezone=flow.partitions.timezone,
+            )
+        )
     if watermark:
         expr = watermark_expr(watermark, flow.lookback, schema, where=flow.name)
         if expr is not None:

@@ -229,6 +229,7 @@ def replay_dataflow(
                     order_columns=flow.watermark_columns,
                     window_column=spec.column,
                     windows=[(window.lo, window.hi)],
+                    window_timezone=spec.timezone,
                 )
                 emit(ChunkResult(window.key, "committed", written.rows_written, written.version))
                 fault_point("after_chunk", flow.name)
@@ -254,7 +255,9 @@ def _hand_over(flow: Dataflow, dest: Any, *, run_id: str, lo: Any, hi: Any) -> W
     table = pl.scan_delta(str(dest))
     from coolie_core.filters import window_expr
 
-    inside = table.filter(window_expr(column, lo, hi, table.collect_schema(), where=flow.name)).select(column)
+    schema = table.collect_schema()
+    bounds = window_expr(column, lo, hi, schema, where=flow.name, timezone=flow.partitions.timezone)
+    inside = table.filter(bounds).select(column)
     frame = inside.collect()
     state = read_delta_watermark(dest, dataflow=flow.name)
     watermark = max_watermark(frame, [column], state.value, dataflow=flow.name)

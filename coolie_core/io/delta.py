@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -83,10 +84,12 @@ def quote(column: str) -> str:
     return '"' + column.replace('"', '""') + '"'
 
 
-def _literal(value: Any, dtype: pl.DataType | None) -> str:
+def _literal(value: Any, dtype: pl.DataType | None, timezone: str) -> str:
     if isinstance(value, dt.datetime):
         if dtype == pl.Date():
-            return f"'{value.date().isoformat()}'"
+            # A window boundary is local midnight in the partition timezone: compare its local date.
+            local = value.astimezone(ZoneInfo(timezone)) if value.tzinfo else value
+            return f"'{local.date().isoformat()}'"
         return f"'{value.astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}'"
     if isinstance(value, dt.date):
         return f"'{value.isoformat()}'"
@@ -95,10 +98,15 @@ def _literal(value: Any, dtype: pl.DataType | None) -> str:
     raise TypeError(f"unsupported window bound {value!r}")
 
 
-def window_predicate(column: str, bounds: Sequence[tuple[Any, Any]], dtype: pl.DataType | None) -> str:
-    """``(col >= lo AND col < hi) OR ...`` for delta-rs, bounds as typed literals."""
+def window_predicate(
+    column: str, bounds: Sequence[tuple[Any, Any]], dtype: pl.DataType | None, *, timezone: str = "UTC"
+) -> str:
+    """``(col >= lo AND col < hi) OR ...`` for delta-rs, bounds as typed literals.
+
+    Against a ``Date`` column, datetime bounds become dates in the partition ``timezone``.
+    """
     parts = [
-        f"({quote(column)} >= {_literal(lo, dtype)} AND {quote(column)} < {_literal(hi, dtype)})"
+        f"({quote(column)} >= {_literal(lo, dtype, timezone)} AND {quote(column)} < {_literal(hi, dtype, timezone)})"
         for lo, hi in bounds
     ]
     return " OR ".join(parts) if parts else "false"
@@ -148,6 +156,7 @@ def write_delta(
     order_columns: list[str],
     window_column: str | None = None,
     windows: Sequence[tuple[Any, Any]] = (),
+    window_timezone: str = "UTC",
 ) -> WriteResult:
     """Write ``frame`` with the destination's load strategy in one commit.
 
@@ -159,6 +168,7 @@ def write_delta(
         order_columns: "latest" order for duplicate merge keys (watermark columns).
         window_column: replace_window's column.
         windows: replace_window's ``[lo, hi)`` bounds to replace.
+        window_timezone: the partitions' timezone (date columns compare with local dates).
     """
     from deltalake import DeltaTable, write_deltalake
 
@@ -218,7 +228,7 @@ def write_delta(
                     commit_properties=info.properties(),
                 )
             else:
-                predicate = window_predicate(window_column, windows, dtype)
+                predicate = window_predicate(window_column, windows, dtype, timezone=window_timezone)
                 write_deltalake(
                     str(path),
                     frame.to_arrow(),

@@ -3,7 +3,8 @@
 Rules, per business key:
 
 * A version is a row whose tracked columns differ from the previous version (null-safe). Rows
-  identical to the version before them create nothing.
+  identical to the version before them create nothing. Unless ``track`` lists them, the tracked
+  columns are all but the keys, the effective column, the history and the system columns.
 * Several changes of one key in one batch become a chain of versions: each closes at the next
   one's ``valid_from``; only the last is current.
 * A change at the same ``valid_from`` as the current version corrects it in place (no new
@@ -33,13 +34,19 @@ _ACTION = "__coolie_action"
 _MK = "__coolie_mk_"
 
 
-def _tracked(frame: pl.DataFrame, destination: DestinationSpec) -> list[str]:
+def _tracked(frame: pl.DataFrame, destination: DestinationSpec, effective: str) -> list[str]:
     spec = destination.scd2
     if spec.track:
         return spec.track
-    skip = {*destination.merge_keys, *SYSTEM_COLUMNS, spec.valid_from, spec.valid_to, spec.is_current}
-    if spec.effective_column:
-        skip.add(spec.effective_column)
+    # The effective column (explicit or defaulted) says *when*, never *what* changed.
+    skip = {
+        *destination.merge_keys,
+        *SYSTEM_COLUMNS,
+        spec.valid_from,
+        spec.valid_to,
+        spec.is_current,
+        effective,
+    }
     return [c for c in frame.columns if c not in skip]
 
 
@@ -65,7 +72,7 @@ def write_scd2(
     effective = spec.effective_column or (order_columns[0] if order_columns else LOADED_AT)
     if effective not in frame.columns:
         raise DataError(f"dataflow {info.dataflow}: scd2 effective column {effective} is not in the data")
-    tracked = _tracked(frame, destination)
+    tracked = _tracked(frame, destination, effective)
     vf, vt, cur = spec.valid_from, spec.valid_to, spec.is_current
 
     # One row per (key, timestamp): the later input row wins; then drop no-op versions.

@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,21 +70,30 @@ def _read_files(source: FileSource, pattern: Path, *, dataflow: str) -> pl.LazyF
     return pl.concat(frames, how="diagonal_relaxed").lazy()
 
 
+_MODULE_LOCK = threading.Lock()
+"""Dataflows run in threads: one loads a source file while the others wait for the whole module."""
+
+
 def _load_module(connection: PythonConnection, name: str) -> ModuleType:
     if connection.module is not None:
         return importlib.import_module(connection.module)
     path = Path(str(connection.path)).resolve()
     # Keyed by the file's path: two catalogs may use one connection name for different files.
     module_name = "coolie_source_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise SourceError(f"cannot import python source file {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+    with _MODULE_LOCK:
+        if module_name in sys.modules:
+            return sys.modules[module_name]
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise SourceError(f"cannot import python source file {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]  # never hand out a half-executed module
+            raise
+        return module
 
 
 def _read_python(
