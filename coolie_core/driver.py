@@ -33,7 +33,14 @@ from coolie_core.maintenance import MaintenanceResult, run_maintenance
 from coolie_core.models import Dataflow
 from coolie_core.planning import PlannedDataflow, plan_dataflows
 from coolie_core.reading import read_frame
-from coolie_core.replay import ChunkResult, Every, ReplayResult, replay_dataflow
+from coolie_core.replay import (
+    ChunkResult,
+    Every,
+    ReplayResult,
+    check_window_run,
+    prepare_window_rows,
+    replay_dataflow,
+)
 from coolie_core.retry import RetryAttempt, call_with_retry
 from coolie_core.runlog import RunLog
 from coolie_core.sharding import ShardSpec
@@ -396,11 +403,19 @@ class Driver:
         if window is None and not force and fingerprint is not None and fingerprint == state.source:
             return replace(base, reason=f"source unchanged since batch {state.batch}")
 
-        frame = read_frame(catalog, flow, window=window, watermark=wm_before)
+        destination = flow.destination
+        if window is None:
+            frame = read_frame(catalog, flow, watermark=wm_before)
+        else:
+            # A window run replaces exactly that window (replay semantics), whatever the load:
+            # running it twice leaves the same table. The watermark is neither read nor moved.
+            check_window_run(self.loaded, flow)
+            frame = prepare_window_rows(flow, read_frame(catalog, flow, window=window))
+            destination = destination.model_copy(update={"load": "replace_window"})
         fault_point("after_read", flow.name)
         rows_read = frame.height
         wm_after = max_watermark(frame, flow.watermark_columns, wm_before, dataflow=flow.name)
-        if rows_read == 0 and not (window is not None and flow.load == "replace_window"):
+        if rows_read == 0 and window is None:
             return replace(base, reason="no new rows" if flow.watermark_columns else "source is empty")
 
         if flow.system_columns:
@@ -421,14 +436,14 @@ class Driver:
         if is_delta:
             bounds: list[tuple[Any, Any]] = []
             column = None
-            if flow.load == "replace_window":
+            if destination.load == "replace_window":
                 assert flow.partitions is not None
                 column = flow.partitions.column
                 bounds = [(window.lo, window.hi)] if window is not None else self._covering(flow, frame)
             written = write_delta(
                 dest,
                 frame,
-                destination=flow.destination,
+                destination=destination,
                 info=info,
                 order_columns=flow.watermark_columns,
                 window_column=column,

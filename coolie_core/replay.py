@@ -38,7 +38,14 @@ from coolie_core.transforms import add_system_columns
 from coolie_core.watermarks import Watermark, max_watermark, read_delta_watermark
 from coolie_core.windows import Bound, Window, plan_windows
 
-__all__ = ["ChunkResult", "ReplayResult", "plan_replay", "replay_dataflow"]
+__all__ = [
+    "ChunkResult",
+    "ReplayResult",
+    "check_window_run",
+    "plan_replay",
+    "prepare_window_rows",
+    "replay_dataflow",
+]
 
 Every = Literal["year", "quarter", "month", "week", "day", "hour", "minute", "integer"]
 
@@ -92,6 +99,20 @@ def _problem(loaded: LoadedCatalog, flow: Dataflow, field_name: str, message: st
     )
 
 
+def check_window_run(loaded: LoadedCatalog, flow: Dataflow) -> None:
+    """Raise a CatalogError unless ``flow`` can load one window at a time (replay, partitions)."""
+    if flow.partitions is None:
+        raise _problem(
+            loaded, flow, "partitions", "replay needs partitions (column and chunk size) in the catalog"
+        )
+    if flow.load == "scd2":
+        raise _problem(
+            loaded, flow, "destination.load", "scd2 history cannot be replayed by window; reload it"
+        )
+    if flow.destination.format != "delta":
+        raise _problem(loaded, flow, "destination.format", "replay needs a Delta destination")
+
+
 def plan_replay(
     loaded: LoadedCatalog,
     flow: Dataflow,
@@ -106,16 +127,8 @@ def plan_replay(
     Raises:
         CatalogError: the dataflow cannot be replayed as asked (no partitions, scd2, ...).
     """
-    if flow.partitions is None:
-        raise _problem(
-            loaded, flow, "partitions", "replay needs partitions (column and chunk size) in the catalog"
-        )
-    if flow.load == "scd2":
-        raise _problem(
-            loaded, flow, "destination.load", "scd2 history cannot be replayed by window; reload it"
-        )
-    if flow.destination.format != "delta":
-        raise _problem(loaded, flow, "destination.format", "replay needs a Delta destination")
+    check_window_run(loaded, flow)
+    assert flow.partitions is not None
     if save_watermark and flow.watermark_columns != [flow.partitions.column]:
         raise _problem(
             loaded,
@@ -144,7 +157,7 @@ def _replay_id(
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _prepare(flow: Dataflow, frame: pl.DataFrame) -> pl.DataFrame:
+def prepare_window_rows(flow: Dataflow, frame: pl.DataFrame) -> pl.DataFrame:
     """A merge's window holds the latest row per key, minus keys the change feed deleted."""
     destination = flow.destination
     if flow.load != "merge":
@@ -213,7 +226,7 @@ def replay_dataflow(
                     pending = prefetch.submit(
                         read_frame, catalog, flow_for_read, window=todo[position + 1][1]
                     )
-                data = _prepare(flow, frame)
+                data = prepare_window_rows(flow, frame)
                 if flow.system_columns:
                     data = add_system_columns(
                         data.lazy(), loaded_at=dt.datetime.now(dt.UTC), run_id=run_id

@@ -240,3 +240,22 @@ def test_vacuum_removes_only_unreferenced_files(tmp_path: Path) -> None:
     assert on_disk == referenced, "vacuum must leave exactly the referenced files"
     assert report.files_vacuumed > 0
     assert pl.read_delta(str(table_path)).sort("id").equals(before)
+
+
+def test_window_run_of_an_append_dataflow_is_idempotent(tmp_path: Path) -> None:
+    """Driver.run_one with a window replaces that window even for an append dataflow: running the
+    same window twice leaves the same rows (no duplicates), and the watermark is not touched."""
+    from coolie_core.windows import plan_windows
+
+    write_source(tmp_path, events(SOURCE_DAYS))
+    loaded = catalog(tmp_path, watermark_columns=["id"])
+    flow = loaded.catalog.dataflow("events")
+    assert flow.partitions is not None
+    (february,) = plan_windows(flow.partitions, start="2024-02-01", end="2024-03-01")
+    with Driver(loaded, state_dir=tmp_path / "state") as driver:
+        first = driver.run_one(flow, window=february)
+        second = driver.run_one(flow, window=february)
+    assert (first.status, second.status) == ("succeeded", "succeeded"), (first.error, second.error)
+    days = pl.read_delta(str(tmp_path / "lake" / "events"))["day"].sort().to_list()
+    assert days == every_day(dt.date(2024, 2, 1), dt.date(2024, 3, 1))
+    assert read_delta_watermark(tmp_path / "lake" / "events", dataflow="events").value is None
