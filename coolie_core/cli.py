@@ -80,12 +80,21 @@ def plan(
     job_num: JobNumOpt = None,
     job_index: JobIndexOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+    windows: Annotated[
+        bool, typer.Option("--windows", help="List the partition windows (chunks) of partitioned dataflows.")
+    ] = False,
 ) -> None:
     """Show the dataflows a run would execute, in dependency order. Reads and writes nothing."""
+    from coolie_core.windows import plan_windows
+
     shard = shard_from(job_num, job_index)
     loaded = load_catalog(catalog)
     planned = plan_dataflows(loaded, stage=stage, dataflows=dataflow or (), shard=shard)
     rows = [p.describe(loaded) for p in planned]
+    if windows:
+        for row, item in zip(rows, planned, strict=True):
+            spec = item.dataflow.partitions
+            row["windows"] = [] if spec is None else [w.key for w in plan_windows(spec)]
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
@@ -101,6 +110,10 @@ def plan(
             notes.append("incremental")
         if row["partitioned"]:
             notes.append("partitioned")
+        if windows and row["partitioned"]:
+            keys = row["windows"]
+            assert isinstance(keys, list)
+            notes.append(f"{len(keys)} windows: {keys[0]} .. {keys[-1]}" if keys else "no windows yet")
         if row["cross_shard_upstream"]:
             notes.append(f"waits on other shard: {', '.join(row['cross_shard_upstream'])}")  # type: ignore[arg-type]
         table.add_row(

@@ -149,7 +149,14 @@ def _read_sql(
     except sa_exc.OperationalError as exc:
         # SQLite reports permanent faults (missing table/column, syntax) as OperationalError too.
         text = str(getattr(exc, "orig", exc))
-        if any(p in text for p in ("no such table", "no such column", "syntax error")):
+        permanent = (
+            "no such table",
+            "no such column",
+            "syntax error",
+            "authentication failed",
+            "does not exist",
+        )
+        if any(p in text for p in permanent):
             raise SourceError(
                 f"dataflow {dataflow}: query failed on connection {source.connection}: {text}"
             ) from None

@@ -169,3 +169,13 @@ def test_core_imports_no_dagster() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_plan_windows_lists_the_chunks_of_partitioned_dataflows() -> None:
+    """`plan --windows` shows each partitioned dataflow's windows: the demo's monthly
+    daily_revenue has six, 2024-01-01 .. 2024-06-01; unpartitioned ones have none."""
+    result = coolie("plan", str(DEMO), "--json", "--windows", "--stage", "gold")
+    assert result.returncode == 0, result.stderr
+    rows = {r["dataflow"]: r for r in json.loads(result.stdout)}
+    assert rows["daily_revenue"]["windows"] == [f"2024-0{m}-01" for m in range(1, 7)]
+    assert rows["customer_value"]["windows"] == []

@@ -1,0 +1,95 @@
+"""Catalog dataflow -> Dagster ``AssetSpec``: the one place to customise how coolie looks in Dagster.
+
+Subclass :class:`CoolieTranslator` and override :meth:`CoolieTranslator.get_asset_spec` (call
+``super()`` and ``.replace_attributes(...)`` / ``.merge_attributes(...)`` on the result) to change
+keys, groups, owners, tags or metadata; pass it to ``build_definitions(translator=...)``.
+"""
+
+import hashlib
+import json
+from pathlib import PurePosixPath
+
+import dagster as dg
+
+from coolie_core.catalog import LoadedCatalog
+from coolie_core.models import Dataflow, DeltaSource, FileSource, PythonSource, SqlSource
+
+__all__ = ["CoolieTranslator", "code_version_of"]
+
+
+def code_version_of(loaded: LoadedCatalog, flow: Dataflow) -> str:
+    """A hash of everything in the catalog that shapes the dataflow's output.
+
+    Changing the dataflow (or a connection it uses) marks its asset as changed in the UI.
+    """
+    catalog = loaded.catalog
+    payload = {
+        "dataflow": flow.model_dump(mode="json"),
+        "source": catalog.connections[flow.source.connection].model_dump(mode="json"),
+        "destination": catalog.connections[flow.destination.connection].model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _table_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([p for p in PurePosixPath(table).parts if p not in ("/", ".")])
+
+
+class CoolieTranslator:
+    """Maps catalog dataflows onto Dagster assets. Override :meth:`get_asset_spec` to customise."""
+
+    def get_asset_key(self, flow: Dataflow) -> dg.AssetKey:
+        """The key of the asset a dataflow produces: its destination table path."""
+        return _table_key(flow.destination.table)
+
+    def get_source_key(self, flow: Dataflow) -> dg.AssetKey:
+        """The key of a source no dataflow produces (shown as an external asset)."""
+        source = flow.source
+        if isinstance(source, FileSource):
+            stem = PurePosixPath(source.path.split("*", 1)[0]).parts or (source.path,)
+            return dg.AssetKey(["source", source.connection, *[p for p in stem if p not in ("/", ".")]])
+        if isinstance(source, DeltaSource):
+            return dg.AssetKey(["source", source.connection, *_table_key(source.table).path])
+        if isinstance(source, SqlSource):
+            return dg.AssetKey(["source", source.connection, source.table or f"{flow.name}_query"])
+        assert isinstance(source, PythonSource)
+        return dg.AssetKey(["source", source.connection, source.function])
+
+    def get_asset_spec(self, flow: Dataflow, *, loaded: LoadedCatalog) -> dg.AssetSpec:
+        """The full spec of a dataflow's asset: key, deps, group, kinds, owners, metadata..."""
+        catalog = loaded.catalog
+        upstream = sorted(loaded.lineage.upstream.get(flow.name, frozenset()))
+        deps = [self.get_asset_key(catalog.dataflow(name)) for name in upstream]
+        produced_by_flow = any(
+            name not in flow.depends_on for name in upstream
+        )  # the source itself is another dataflow's destination
+        if not produced_by_flow:
+            deps.append(self.get_source_key(flow))
+        engine = catalog.engine_for(flow)
+        metadata: dict[str, object] = {
+            "coolie/dataflow": flow.name,
+            "coolie/source": flow.source.model_dump_json(exclude_defaults=True),
+            "coolie/load": flow.load,
+            "coolie/destination": flow.destination.table,
+        }
+        if flow.watermark_columns:
+            metadata["coolie/watermark_columns"] = ", ".join(flow.watermark_columns)
+        if flow.destination.merge_keys:
+            metadata["coolie/merge_keys"] = ", ".join(flow.destination.merge_keys)
+        if flow.partitions is not None:
+            metadata["coolie/partitions"] = flow.partitions.model_dump_json(exclude_defaults=True)
+        schedule = catalog.schedule_for(flow)
+        if schedule:
+            metadata["coolie/schedule"] = schedule
+        owners = flow.owners or catalog.defaults.owners
+        return dg.AssetSpec(
+            key=self.get_asset_key(flow),
+            deps=deps,
+            description=flow.description or f"coolie dataflow {flow.name} ({flow.load})",
+            metadata=metadata,
+            group_name=flow.stage,
+            code_version=code_version_of(loaded, flow),
+            owners=owners or None,
+            tags={**flow.tags, "coolie/stage": flow.stage},
+            kinds={engine, flow.destination.format, "coolie"},
+        )
