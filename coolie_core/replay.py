@@ -34,7 +34,7 @@ from coolie_core.io.sources import fingerprint_source
 from coolie_core.locations import destination_location
 from coolie_core.models import Dataflow, PartitionSpec
 from coolie_core.reading import read_frame
-from coolie_core.transforms import add_system_columns
+from coolie_core.transforms import add_system_columns, cdc_deleted, latest_per_key
 from coolie_core.watermarks import Watermark, max_watermark, read_delta_watermark
 from coolie_core.windows import Bound, Window, plan_windows
 
@@ -164,16 +164,10 @@ def prepare_window_rows(flow: Dataflow, frame: pl.DataFrame) -> pl.DataFrame:
         return frame
     keys = destination.merge_keys
     order = [c for c in flow.watermark_columns if c in frame.columns]
-    latest = (
-        frame.with_row_index("__coolie_order")
-        .sort([*order, "__coolie_order"])
-        .unique(subset=keys, keep="last", maintain_order=True)
-        .sort("__coolie_order")
-        .drop("__coolie_order")
-    )
+    latest = latest_per_key(frame.lazy(), keys, order)
     if destination.cdc is not None:
-        latest = latest.filter(~pl.col(destination.cdc.column).cast(pl.String).is_in(destination.cdc.delete))
-    return latest
+        latest = latest.filter(~cdc_deleted(destination.cdc))
+    return latest.collect()
 
 
 def replay_dataflow(

@@ -15,6 +15,7 @@ from coolie_core.errors import DataError
 from coolie_core.models import (
     AggregateTransform,
     CastTransform,
+    CdcSpec,
     DedupTransform,
     DeriveTransform,
     DropTransform,
@@ -32,6 +33,8 @@ __all__ = [
     "SYSTEM_COLUMNS",
     "add_system_columns",
     "apply_transforms",
+    "cdc_deleted",
+    "latest_per_key",
     "polars_dtype",
     "sql_expr",
 ]
@@ -138,14 +141,7 @@ def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str) -> pl.LazyFram
         return lf.filter(sql_expr(transform.condition, where=f"{where}.condition"))
     if isinstance(transform, DedupTransform):
         need(transform.keys + transform.order_by)
-        ordered = lf.with_row_index("__coolie_order")
-        sort_by = [*transform.order_by, "__coolie_order"]
-        return (
-            ordered.sort(sort_by, nulls_last=False)
-            .unique(subset=transform.keys, keep="last", maintain_order=True)
-            .sort("__coolie_order")
-            .drop("__coolie_order")
-        )
+        return latest_per_key(lf, transform.keys, transform.order_by)
     if isinstance(transform, SelectTransform):
         need(transform.columns)
         return lf.select(transform.columns)
@@ -175,6 +171,25 @@ def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str) -> pl.LazyFram
             .sort(transform.by)
         )
     raise TypeError(f"unknown transform {transform!r}")  # pragma: no cover - the union is closed
+
+
+def latest_per_key(lf: pl.LazyFrame, keys: list[str], order_by: list[str]) -> pl.LazyFrame:
+    """One row per key: the last by ``order_by`` (nulls first), ties broken by input order.
+
+    Rows keep their input order. Used by the dedup transform, merge loads and replayed windows.
+    """
+    return (
+        lf.with_row_index("__coolie_order")
+        .sort([*order_by, "__coolie_order"], nulls_last=False)
+        .unique(subset=keys, keep="last", maintain_order=True)
+        .sort("__coolie_order")
+        .drop("__coolie_order")
+    )
+
+
+def cdc_deleted(cdc: CdcSpec) -> pl.Expr:
+    """True for change-feed rows that delete their key."""
+    return pl.col(cdc.column).cast(pl.String).is_in(cdc.delete)
 
 
 def apply_transforms(lf: pl.LazyFrame, transforms: list[Transform], *, dataflow: str) -> pl.LazyFrame:

@@ -17,6 +17,7 @@ import polars as pl
 from coolie_core.errors import DataError, TransientError, WriteError
 from coolie_core.faults import fault_point
 from coolie_core.models import DestinationSpec
+from coolie_core.transforms import cdc_deleted, latest_per_key
 from coolie_core.watermarks import (
     BATCH_KEY,
     DATAFLOW_KEY,
@@ -124,13 +125,7 @@ def _dedup_keys(
             f"dataflow {dataflow}: the source holds several rows for the same merge key, e.g. {sample}; "
             "set destination.on_duplicate_keys: latest or deduplicate in a transform"
         )
-    indexed = frame.with_row_index("__coolie_order")
-    return (
-        indexed.sort([*order, "__coolie_order"], nulls_last=False)
-        .unique(subset=keys, keep="last", maintain_order=True)
-        .sort("__coolie_order")
-        .drop("__coolie_order")
-    )
+    return latest_per_key(frame.lazy(), keys, order).collect()
 
 
 def _wrap_errors(exc: Exception, *, dataflow: str, table: Path) -> Exception:
@@ -191,9 +186,7 @@ def write_delta(
                     dataflow=info.dataflow,
                 )
                 if destination.cdc is not None:
-                    data = data.filter(
-                        ~pl.col(destination.cdc.column).cast(pl.String).is_in(destination.cdc.delete)
-                    )
+                    data = data.filter(~cdc_deleted(destination.cdc))
             write_deltalake(
                 str(path),
                 data.to_arrow(),
