@@ -12,9 +12,9 @@ from pathlib import PurePosixPath
 import dagster as dg
 
 from coolie_core.catalog import LoadedCatalog
-from coolie_core.models import Dataflow, DeltaSource, FileSource, PythonSource, SqlSource
+from coolie_core.models import Dataflow, DeltaSource, FileSource, FreshnessCheck, PythonSource, SqlSource
 
-__all__ = ["CoolieTranslator", "code_version_of"]
+__all__ = ["CoolieTranslator", "code_version_of", "freshness_policy_of"]
 
 
 def code_version_of(loaded: LoadedCatalog, flow: Dataflow) -> str:
@@ -29,6 +29,15 @@ def code_version_of(loaded: LoadedCatalog, flow: Dataflow) -> str:
         "destination": catalog.connections[flow.destination.connection].model_dump(mode="json"),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def freshness_policy_of(flow: Dataflow) -> dg.FreshnessPolicy | None:
+    """The asset's freshness policy from the dataflow's ``freshness`` checks (tightest ``max_lag``).
+
+    Dagster evaluates freshness itself (it never blocks a run), so ``blocking`` does not apply here.
+    """
+    lags = [c.max_lag.as_timedelta() for c in flow.checks if isinstance(c, FreshnessCheck)]
+    return dg.FreshnessPolicy.time_window(fail_window=min(lags)) if lags else None
 
 
 def _table_key(table: str) -> dg.AssetKey:
@@ -92,4 +101,5 @@ class CoolieTranslator:
             owners=owners or None,
             tags={**flow.tags, "coolie/stage": flow.stage},
             kinds={engine, flow.destination.format, "coolie"},
+            freshness_policy=freshness_policy_of(flow),
         )

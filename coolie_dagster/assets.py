@@ -1,0 +1,315 @@
+"""Catalog dataflows -> Dagster assets: one op per dataflow, executed by ``coolie_core``'s Driver.
+
+One op per dataflow keeps failure and retries per dataflow (a Dagster retry re-runs the whole op).
+Each op is named ``coolie__<dataflow>``: dataflow names are unique identifiers, so op names never
+collide even when two destination keys sanitise to the same string.
+
+* Unpartitioned: one incremental run by watermark (``Driver.run_one(flow)``).
+* Partitioned: the windows of the run's partition (or partition range: backfills are
+  ``single_run``) in calendar order, each replaced exactly (idempotent, watermark untouched).
+* Runs tagged ``coolie/job_num`` + ``coolie/job_index`` materialise only that shard's dataflows;
+  the others yield nothing (their specs are ``skippable``).
+"""
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from coolie_core.catalog import LoadedCatalog
+from coolie_core.driver import DataflowResult
+from coolie_core.locations import destination_location
+from coolie_core.models import Catalog, Dataflow, RetrySpec
+from coolie_core.sharding import ShardSpec, assign_shard
+from coolie_core.windows import Window
+from coolie_dagster.partitions import build_partitions_def, windows_for_keys, windows_for_time_window
+from coolie_dagster.resources import CoolieResource
+from coolie_dagster.translator import CoolieTranslator
+
+__all__ = [
+    "JOB_INDEX_TAG",
+    "JOB_NUM_TAG",
+    "PREVIEW_ROWS",
+    "TRANSIENT_ERROR_TYPES",
+    "build_coolie_assets",
+    "build_dataflow_asset",
+    "op_name_for",
+    "retry_policy_for",
+    "shard_from_tags",
+]
+
+JOB_NUM_TAG = "coolie/job_num"
+"""Run tag: how many shards the dataflows are split into."""
+JOB_INDEX_TAG = "coolie/job_index"
+"""Run tag: which shard (0-based) this run materialises."""
+PREVIEW_ROWS = 5
+
+TRANSIENT_ERROR_TYPES = frozenset(
+    {
+        "TransientError",
+        "CommitFailedError",
+        "ConnectionError",
+        "ConnectionAbortedError",
+        "ConnectionRefusedError",
+        "ConnectionResetError",
+        "BrokenPipeError",
+        "TimeoutError",
+        "OSError",
+        "OperationalError",
+        "DisconnectionError",
+    }
+)
+"""``DataflowResult.error_type`` names worth a Dagster retry (mirrors ``coolie_core.retry``)."""
+
+
+def op_name_for(flow: Dataflow) -> str:
+    """The op name of a dataflow's asset: unique because dataflow names are."""
+    return f"coolie__{flow.name}"
+
+
+def retry_policy_for(spec: RetrySpec) -> dg.RetryPolicy | None:
+    """The Dagster retry policy of a catalog retry spec (None when it allows no retry).
+
+    Dagster's exponential delays are ``delay * (2**n - 1)`` and its jitter is ``± delay``; it has
+    no ``max_delay``. Only failures the op marks retryable (transient errors) are retried.
+
+    >>> retry_policy_for(RetrySpec(count=2, delay=1.5, jitter=0.5))
+    RetryPolicy(max_retries=2, delay=1.5, backoff=<Backoff.EXPONENTIAL: 'EXPONENTIAL'>, jitter=<Jitter.PLUS_MINUS: 'PLUS_MINUS'>)
+    """
+    if spec.count == 0:
+        return None
+    return dg.RetryPolicy(
+        max_retries=spec.count,
+        delay=spec.delay,
+        backoff=dg.Backoff.EXPONENTIAL if spec.backoff == "exponential" else None,
+        jitter=dg.Jitter.PLUS_MINUS if spec.jitter else None,
+    )
+
+
+def shard_from_tags(tags: Mapping[str, str]) -> ShardSpec | None:
+    """The shard a run is tagged with, or None when it carries no shard tags.
+
+    Raises:
+        ValueError: only one of the tags, or values that are not a valid shard.
+    """
+    num, index = tags.get(JOB_NUM_TAG), tags.get(JOB_INDEX_TAG)
+    if num is None and index is None:
+        return None
+    if num is None or index is None:
+        raise ValueError(f"run tags {JOB_NUM_TAG} and {JOB_INDEX_TAG} go together; got only one")
+    try:
+        return ShardSpec(job_num=int(num), job_index=int(index))
+    except ValueError as exc:
+        raise ValueError(
+            f"bad shard run tags {JOB_NUM_TAG}={num!r} {JOB_INDEX_TAG}={index!r}: {exc}"
+        ) from exc
+
+
+def build_dataflow_asset(
+    flow: Dataflow, *, loaded: LoadedCatalog, translator: CoolieTranslator | None = None
+) -> dg.AssetsDefinition:
+    """The asset of one dataflow: spec from the translator, partitions, retry and backfill policy."""
+    spec = (translator or CoolieTranslator()).get_asset_spec(flow, loaded=loaded)
+    partitions_def = build_partitions_def(flow.partitions, dataflow=flow.name)
+    name = flow.name
+
+    @dg.multi_asset(
+        specs=[spec.replace_attributes(skippable=True)],
+        name=op_name_for(flow),
+        partitions_def=partitions_def,
+        retry_policy=retry_policy_for(loaded.catalog.retry_for(flow)),
+        backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None,
+    )
+    def _dataflow_asset(
+        context: dg.AssetExecutionContext, coolie: CoolieResource
+    ) -> Iterator[dg.MaterializeResult[None]]:
+        yield from _materialize(context, coolie, name=name, partitions_def=partitions_def)
+
+    return _dataflow_asset
+
+
+def build_coolie_assets(
+    loaded: LoadedCatalog, *, translator: CoolieTranslator | None = None
+) -> list[dg.AssetsDefinition]:
+    """One asset per enabled dataflow, in dependency order."""
+    translator = translator or CoolieTranslator()
+    catalog = loaded.catalog
+    return [
+        build_dataflow_asset(catalog.dataflow(name), loaded=loaded, translator=translator)
+        for name in loaded.order()
+        if catalog.dataflow(name).enabled
+    ]
+
+
+# --------------------------------------------------------------------------- execution
+
+
+def _materialize(
+    context: dg.AssetExecutionContext,
+    coolie: CoolieResource,
+    *,
+    name: str,
+    partitions_def: dg.PartitionsDefinition | None,
+) -> Iterator[dg.MaterializeResult[None]]:
+    try:
+        shard = shard_from_tags(context.run.tags)
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    catalog = coolie.load_catalog().catalog
+    try:
+        flow = catalog.dataflow(name)
+    except KeyError:
+        raise dg.Failure(
+            description=f"dataflow {name} is no longer in {coolie.catalog_path}; reload the code location",
+            allow_retries=False,
+        ) from None
+    if shard is not None and (owner := assign_shard(flow, shard.job_num)) != shard.job_index:
+        context.log.info(
+            f"{name}: shard {owner} of {shard.job_num}, not this run's {shard.job_index}; skipped"
+        )
+        return
+    windows = _windows(context, flow, partitions_def)
+    if not windows:
+        raise dg.Failure(
+            description=f"dataflow {name}: no coolie window inside partitions {context.partition_keys}",
+            allow_retries=False,
+        )
+    driver = coolie.get_driver(run_id=context.run.run_id)
+    results: list[DataflowResult] = []
+    for window in windows:
+        result = driver.run_one(flow, window=window)
+        results.append(result)
+        context.log.info(
+            f"{name}{'' if window is None else ' window ' + window.key}: {result.status}, "
+            f"{result.rows_read} rows read, {result.rows_written} written"
+            + (f", Delta version {result.delta_version}" if result.delta_version is not None else "")
+            + (f" ({result.reason})" if result.reason else "")
+        )
+        if result.status == "failed":
+            raise _failure(flow, result, done=results[:-1], attempt=context.retry_number)
+    yield dg.MaterializeResult(
+        metadata=_metadata(catalog, flow, results, partitioned=partitions_def is not None)
+    )
+
+
+def _windows(
+    context: dg.AssetExecutionContext, flow: Dataflow, partitions_def: dg.PartitionsDefinition | None
+) -> list[Window | None]:
+    if partitions_def is None:
+        return [None]
+    if flow.partitions is None:
+        raise dg.Failure(
+            description=f"dataflow {flow.name} has no partitions any more; reload the code location",
+            allow_retries=False,
+        )
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        # partition_time_window spans the whole range in a single-run backfill.
+        return list(windows_for_time_window(flow.partitions, context.partition_time_window))
+    return list(windows_for_keys(flow.partitions, context.partition_keys))
+
+
+def _failure(
+    flow: Dataflow, result: DataflowResult, *, done: list[DataflowResult], attempt: int
+) -> dg.Failure:
+    transient = result.error_type in TRANSIENT_ERROR_TYPES
+    metadata: dict[str, Any] = {
+        "coolie/dataflow": flow.name,
+        "coolie/error_type": result.error_type or "unknown",
+        "coolie/transient": transient,
+        "coolie/attempt": attempt + 1,
+    }
+    if result.window is not None:
+        metadata["coolie/window"] = result.window
+        metadata["coolie/windows_done"] = ", ".join(r.window or "" for r in done)
+    error = result.error or "failed without an error message"
+    description = error if f"dataflow {flow.name}" in error else f"dataflow {flow.name}: {error}"
+    return dg.Failure(description=description, metadata=metadata, allow_retries=transient)
+
+
+def _watermark_text(watermark: Mapping[str, Any] | None) -> str:
+    if not watermark:
+        return "none"
+    return ", ".join(
+        f"{column}={value.isoformat() if isinstance(value, dt.date) else value}"
+        for column, value in sorted(watermark.items())
+    )
+
+
+def _metadata(
+    catalog: Catalog, flow: Dataflow, results: list[DataflowResult], *, partitioned: bool
+) -> dict[str, Any]:
+    first, last = results[0], results[-1]
+    rows_written = sum(r.rows_written for r in results)
+    status = "succeeded" if any(r.status == "succeeded" for r in results) else "skipped"
+    version = next((r.delta_version for r in reversed(results) if r.delta_version is not None), None)
+    table = _read_destination(catalog, flow, version=version)
+    metadata: dict[str, Any] = {
+        "coolie/rows_read": sum(r.rows_read for r in results),
+        "coolie/rows_written": rows_written,
+        "coolie/status": status,
+        "coolie/watermark_before": _watermark_text(first.watermark_before),
+        "coolie/watermark_after": _watermark_text(last.watermark_after),
+        "coolie/duration_s": round(sum(r.duration_s for r in results), 3),
+    }
+    # dagster/row_count is the row count of what is marked materialised: the whole table when
+    # unpartitioned (rows_written says what this run added), the partition's rows when one
+    # partition ran. A range run marks every partition with the same metadata, so a total would
+    # be wrong for each of them: it reports rows per window instead.
+    if not partitioned:
+        metadata["dagster/row_count"] = rows_written if table is None else table[0]
+    elif len(results) == 1:
+        metadata["dagster/row_count"] = rows_written
+    else:
+        metadata["coolie/rows_by_window"] = dg.MetadataValue.json(
+            {r.window or "": r.rows_written for r in results}
+        )
+    if partitioned:
+        metadata["coolie/windows"] = ", ".join(r.window or "" for r in results)
+    reasons = sorted({r.reason for r in results if r.reason})
+    if reasons:
+        metadata["coolie/reason"] = "; ".join(reasons)
+    if table is not None:
+        metadata["coolie/delta_version"] = table[1] if table[1] is not None else "n/a"
+        metadata["coolie/preview"] = _preview(table[2])
+    return metadata
+
+
+def _read_destination(
+    catalog: Catalog, flow: Dataflow, *, version: int | None
+) -> tuple[int, int | None, pl.DataFrame] | None:
+    """Row count, Delta version and first rows of the destination; None if it cannot be read."""
+    path = destination_location(catalog, flow)
+    try:
+        if flow.destination.format == "delta":
+            if not (path / "_delta_log").is_dir():
+                return None
+            from deltalake import DeltaTable
+
+            table = DeltaTable(str(path), version=version) if version is not None else DeltaTable(str(path))
+            lazy = pl.scan_delta(table)
+            current: int | None = table.version()
+        else:
+            files = sorted(path.glob("part-*.parquet"))
+            if not files:
+                return None
+            lazy, current = pl.scan_parquet(files), None
+        count = lazy.select(pl.len()).collect().item()
+        return int(count), current, lazy.head(PREVIEW_ROWS).collect()
+    except Exception:  # the preview is a courtesy: never fail a committed load over it
+        return None
+
+
+def _cell(value: Any) -> str | int | float | bool | None:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _preview(frame: pl.DataFrame) -> dg.MetadataValue:
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+    )
+    records = [dg.TableRecord({k: _cell(v) for k, v in row.items()}) for row in frame.iter_rows(named=True)]
+    return dg.MetadataValue.table(records=records, schema=schema)
