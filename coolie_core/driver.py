@@ -41,7 +41,7 @@ from coolie_core.replay import (
     prepare_window_rows,
     replay_dataflow,
 )
-from coolie_core.retry import RetryAttempt, call_with_retry
+from coolie_core.retry import RetryAttempt, call_with_retry, is_transient
 from coolie_core.runlog import RunLog
 from coolie_core.sharding import ShardSpec
 from coolie_core.transforms import add_system_columns
@@ -78,6 +78,8 @@ class DataflowResult:
     duration_s: float = 0.0
     error: str | None = None
     error_type: str | None = None
+    transient: bool = False
+    """The failure was transient (I/O, commit conflict...): another attempt may succeed."""
     attempts: int = 1
     retries: tuple[str, ...] = ()
     """One line per retried attempt: the error and the delay before the next."""
@@ -103,6 +105,7 @@ class DataflowResult:
             "duration_s": round(self.duration_s, 4),
             "error": self.error,
             "error_type": self.error_type,
+            "transient": self.transient,
             "attempts": self.attempts,
             "retries": list(self.retries),
         }
@@ -369,6 +372,7 @@ class Driver:
             self.run_id,
             error=message,
             error_type=type(exc).__name__,
+            transient=is_transient(exc),
             attempts=attempts,
             started_at=started,
             duration_s=time.monotonic() - t0,

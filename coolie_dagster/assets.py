@@ -26,13 +26,13 @@ from coolie_core.sharding import ShardSpec, assign_shard
 from coolie_core.windows import Window
 from coolie_dagster.partitions import build_partitions_def, windows_for_keys, windows_for_time_window
 from coolie_dagster.resources import CoolieResource
+from coolie_dagster.tags import JOB_INDEX_TAG, JOB_NUM_TAG
 from coolie_dagster.translator import CoolieTranslator
 
 __all__ = [
     "JOB_INDEX_TAG",
     "JOB_NUM_TAG",
     "PREVIEW_ROWS",
-    "TRANSIENT_ERROR_TYPES",
     "build_coolie_assets",
     "build_dataflow_asset",
     "op_name_for",
@@ -40,28 +40,7 @@ __all__ = [
     "shard_from_tags",
 ]
 
-JOB_NUM_TAG = "coolie/job_num"
-"""Run tag: how many shards the dataflows are split into."""
-JOB_INDEX_TAG = "coolie/job_index"
-"""Run tag: which shard (0-based) this run materialises."""
 PREVIEW_ROWS = 5
-
-TRANSIENT_ERROR_TYPES = frozenset(
-    {
-        "TransientError",
-        "CommitFailedError",
-        "ConnectionError",
-        "ConnectionAbortedError",
-        "ConnectionRefusedError",
-        "ConnectionResetError",
-        "BrokenPipeError",
-        "TimeoutError",
-        "OSError",
-        "OperationalError",
-        "DisconnectionError",
-    }
-)
-"""``DataflowResult.error_type`` names worth a Dagster retry (mirrors ``coolie_core.retry``)."""
 
 
 def op_name_for(flow: Dataflow) -> str:
@@ -213,7 +192,7 @@ def _windows(
 def _failure(
     flow: Dataflow, result: DataflowResult, *, done: list[DataflowResult], attempt: int
 ) -> dg.Failure:
-    transient = result.error_type in TRANSIENT_ERROR_TYPES
+    transient = result.transient
     metadata: dict[str, Any] = {
         "coolie/dataflow": flow.name,
         "coolie/error_type": result.error_type or "unknown",

@@ -22,11 +22,9 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from coolie_core.catalog import LoadedCatalog
 from coolie_core.models import Dataflow
 from coolie_dagster.assets import op_name_for
+from coolie_dagster.tags import MAX_RUNTIME_TAG, STAGE_TAG
 
 __all__ = ["MAX_RUNTIME_TAG", "STAGE_TAG", "StageJob", "build_stage_jobs", "plan_stage_jobs"]
-
-STAGE_TAG = "coolie/stage"
-MAX_RUNTIME_TAG = "dagster/max_runtime"
 
 
 @dataclass(frozen=True)

@@ -32,17 +32,10 @@ from coolie_core.catalog import LoadedCatalog
 from coolie_core.models import Dataflow, PartitionSpec
 from coolie_core.sharding import assign_shard
 from coolie_core.windows import Window, floor_boundary, normalize_bound, plan_windows
+from coolie_dagster.tags import JOB_INDEX_TAG, JOB_NUM_TAG, MAX_RUNTIME_TAG, STAGE_TAG
 from coolie_dagster.translator import CoolieTranslator
 
 __all__ = ["JOB_INDEX_TAG", "JOB_NUM_TAG", "STAGE_TAG", "build_schedules", "latest_window"]
-
-JOB_NUM_TAG = "coolie/job_num"
-"""Run tag: how many shards the scheduled work is split into."""
-JOB_INDEX_TAG = "coolie/job_index"
-"""Run tag: which shard (0-based) this run takes."""
-STAGE_TAG = "coolie/stage"
-"""Run tag: the stage of the run's dataflows (the stage jobs' runs carry it too)."""
-MAX_RUNTIME_TAG = "dagster/max_runtime"
 
 
 def latest_window(spec: PartitionSpec, *, now: dt.datetime) -> Window | None:

@@ -220,6 +220,8 @@ def read_source(
             lf = _read_python(source, connection, dataflow=flow.name, context=context or {})
     except (SourceError, TransientError):
         raise
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        raise SourceError(f"dataflow {flow.name}: cannot read source: {exc}") from exc
     except OSError as exc:
         raise TransientError(f"dataflow {flow.name}: cannot read source: {exc}") from exc
     if source.filter and not isinstance(source, SqlSource):
