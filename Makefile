@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: setup
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: setup $(DAGSTER_HOME)/dagster.yaml
 	$(PY) $(DEMO)/generate.py --out $(DEMO)/data
-	$(BIN)/coolie run $(DEMO)/catalog.yaml
+	$(PY) $(DEMO)/materialize.py $(DEMO)/catalog.yaml
 
 lint: setup
 	$(BIN)/ruff check .
@@ -34,8 +38,7 @@ pytest: setup
 
 test: lint typecheck pytest
 
-dev: setup
-	@mkdir -p $(DAGSTER_HOME)
+dev: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:

@@ -469,9 +469,7 @@ _KIND_NAMES = {
 }
 
 
-def _cross_check(
-    catalog: Catalog, origins: dict[str, str], lines: _FlowLines
-) -> list[CatalogIssue]:
+def _cross_check(catalog: Catalog, origins: dict[str, str], lines: _FlowLines) -> list[CatalogIssue]:
     """Rules that span objects: references, connection kinds, path containment, stages."""
     issues: list[CatalogIssue] = []
     for flow in catalog.dataflows:

@@ -16,6 +16,7 @@ boundary gives a partial first (or last) window, never a shifted one.
 """
 
 import datetime as dt
+from bisect import bisect_left
 from dataclasses import KW_ONLY, dataclass
 from typing import Literal, TypeVar, get_args, overload
 from zoneinfo import ZoneInfo
@@ -50,6 +51,7 @@ _SUB_DAY = ("hour", "minute")
 _UNIT_MINUTES = {"hour": 60, "minute": 1}
 _NOMINAL_DAYS = {"year": 365.2425, "quarter": 91.31, "month": 30.44, "week": 7.0, "day": 1.0}
 _EPOCH = dt.date(1970, 1, 1)
+_SECOND = dt.timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,18 +294,44 @@ def _boundary(value: Bound, *, every: Every, step: int, timezone: str, after: bo
     if every == "integer":
         return _as_int(value, "value") // step * step + (step if after else 0)
     tz, t = ZoneInfo(timezone), normalize_bound(value, timezone=timezone)
+    if every in _SUB_DAY:
+        return _sub_day_boundary(t, tz, every, step, after=after)
     wall = _align(_wall(t, tz), every, step)
     while True:
-        found = _instants(wall, tz)
-        found = found if every in _SUB_DAY else found[:1]  # a day starts once, at its first instant
-        if after and (above := [i for i in found if i > t]):
-            return above[0]
-        if not after and (below := [i for i in found if i <= t]):
-            return below[-1]
+        first = _instants(wall, tz)[0]  # a day starts once, at its first instant
+        if first > t if after else first <= t:
+            return first
         # Only near DST jumps does the aligned wall time miss; step to the neighbouring one.
         wall = (
             _advance(wall, every, step) if after else _align(wall - dt.timedelta(microseconds=1), every, step)
         )
+
+
+def _sub_day_boundary(t: dt.datetime, tz: ZoneInfo, every: Every, step: int, *, after: bool) -> dt.datetime:
+    """The first boundary after ``t`` (``after``) or the last one at or before it, below a day.
+
+    The answer lies in a short UTC span next to ``t``. The instants of that span show wall times
+    between its ends shifted by the smaller and by the larger UTC offset, so the boundaries in it
+    are among the instants of the aligned wall times in that range: both occurrences of a repeated
+    one, the jump for a skipped one. Without a DST change the range holds two or three wall times;
+    across fall-back it also reaches back over the repeated ones. Should the span hold no boundary
+    (a fall-back window can last a step plus the shift), it grows by a step.
+    """
+    reach = dt.timedelta(minutes=_UNIT_MINUTES[every] * step)
+    lo, hi = (t, t + reach) if after else (t - reach, t)
+    while True:
+        ends = [i.replace(tzinfo=None) for i in (lo, hi)]
+        offsets = [_wall(i, tz) - naive for i, naive in zip((lo, hi), ends, strict=True)]
+        wall, last = _align(ends[0] + min(offsets), every, step), ends[1] + max(offsets)
+        found: list[dt.datetime] = []
+        while wall <= last:
+            found += _instants(wall, tz)
+            wall = _advance(wall, every, step)
+        if after and (above := [i for i in found if i > t]):
+            return min(above)
+        if not after and (below := [i for i in found if i <= t]):
+            return max(below)
+        lo, hi = (lo, hi + reach) if after else (lo - reach, hi)
 
 
 def _wall(instant: dt.datetime, tz: ZoneInfo) -> dt.datetime:
@@ -316,12 +344,12 @@ def _instants(wall: dt.datetime, tz: ZoneInfo) -> list[dt.datetime]:
     real = sorted(i for i in found if _wall(i, tz) == wall)
     if real:
         return real
-    # Skipped by spring-forward: the jump is the first instant whose wall time is later.
-    before, after = min(found), max(found)
-    while after - before > dt.timedelta(seconds=1):
-        mid = before + (after - before) / 2
-        before, after = (before, mid) if _wall(mid, tz) >= wall else (mid, after)
-    return [after]
+    # Skipped by spring-forward: the jump is the first instant whose wall time is later. Offsets
+    # change on whole seconds, so the search runs over whole seconds and finds it exactly.
+    start = min(found).replace(microsecond=0)
+    seconds = -((start - max(found)) // _SECOND)  # max(found) rounded up, in seconds after start
+    jump = bisect_left(range(seconds + 1), True, key=lambda k: _wall(start + k * _SECOND, tz) > wall)
+    return [start + jump * _SECOND]
 
 
 def _align(wall: dt.datetime, every: Every, step: int) -> dt.datetime:

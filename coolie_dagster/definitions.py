@@ -20,6 +20,8 @@ from coolie_dagster.translator import CoolieTranslator
 __all__ = ["CATALOG_ENV", "DEMO_CATALOG", "SOURCES_GROUP", "build_definitions", "build_source_specs", "defs"]
 
 CATALOG_ENV = "COOLIE_CATALOG"
+STATE_DIR_ENV = "COOLIE_STATE_DIR"
+"""Where coolie keeps run records and non-Delta watermarks (default ``.coolie`` beside the catalog)."""
 """Environment variable naming the catalog file or folder ``defs`` is built from."""
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "examples" / "demo" / "catalog.yaml"
 SOURCES_GROUP = "sources"
@@ -92,4 +94,6 @@ def build_definitions(
     )
 
 
-defs = build_definitions(os.environ.get(CATALOG_ENV) or DEMO_CATALOG)
+defs = build_definitions(
+    os.environ.get(CATALOG_ENV) or DEMO_CATALOG, state_dir=os.environ.get(STATE_DIR_ENV) or None
+)

@@ -184,6 +184,111 @@ PLANS = [
         [(utc(2024, 5, 1), utc(2024, 5, 2)), (utc(2024, 5, 2), utc(2024, 5, 2, 13, 30))],
         id="end-off-a-boundary-is-a-partial-last-chunk",
     ),
+    pytest.param(  # PLANS[17]
+        spec(
+            "minute",
+            dt.datetime(2024, 11, 3, 0, 45),
+            dt.datetime(2024, 11, 3, 2, 15),
+            step=15,
+            timezone="America/New_York",
+        ),
+        [
+            (utc(2024, 11, 3, 4, 45), utc(2024, 11, 3, 5, 0)),
+            (utc(2024, 11, 3, 5, 0), utc(2024, 11, 3, 5, 15)),  # 01:00 EDT
+            (utc(2024, 11, 3, 5, 15), utc(2024, 11, 3, 5, 30)),
+            (utc(2024, 11, 3, 5, 30), utc(2024, 11, 3, 5, 45)),
+            (utc(2024, 11, 3, 5, 45), utc(2024, 11, 3, 6, 0)),  # 01:45 EDT
+            (utc(2024, 11, 3, 6, 0), utc(2024, 11, 3, 6, 15)),  # 01:00 EST, the repeat starts
+            (utc(2024, 11, 3, 6, 15), utc(2024, 11, 3, 6, 30)),
+            (utc(2024, 11, 3, 6, 30), utc(2024, 11, 3, 6, 45)),
+            (utc(2024, 11, 3, 6, 45), utc(2024, 11, 3, 7, 0)),
+            (utc(2024, 11, 3, 7, 0), utc(2024, 11, 3, 7, 15)),  # 02:00 EST
+        ],
+        id="new-york-quarter-hours-fall-back-both-occurrences",
+    ),
+    pytest.param(  # PLANS[18]
+        spec(
+            "minute",
+            dt.datetime(2024, 3, 10, 1, 45),
+            dt.datetime(2024, 3, 10, 3, 20),
+            step=7,
+            timezone="America/New_York",
+        ),
+        [
+            (utc(2024, 3, 10, 6, 45), utc(2024, 3, 10, 6, 52)),
+            (utc(2024, 3, 10, 6, 52), utc(2024, 3, 10, 6, 59)),  # 01:52 .. 01:59 EST
+            (utc(2024, 3, 10, 6, 59), utc(2024, 3, 10, 7, 0)),  # 02:06 .. 02:55 collapse on the jump
+            (utc(2024, 3, 10, 7, 0), utc(2024, 3, 10, 7, 2)),  # 03:00 .. 03:02 EDT
+            (utc(2024, 3, 10, 7, 2), utc(2024, 3, 10, 7, 9)),
+            (utc(2024, 3, 10, 7, 9), utc(2024, 3, 10, 7, 16)),
+            (utc(2024, 3, 10, 7, 16), utc(2024, 3, 10, 7, 20)),
+        ],
+        id="new-york-seven-minutes-spring-forward-jump-is-one-exact-boundary",
+    ),
+    pytest.param(  # PLANS[19]
+        spec(
+            "minute",
+            dt.datetime(2024, 11, 3, 0, 0),
+            dt.datetime(2024, 11, 3, 4, 30),
+            step=90,
+            timezone="America/New_York",
+        ),
+        [
+            (utc(2024, 11, 3, 4, 0), utc(2024, 11, 3, 5, 30)),
+            (utc(2024, 11, 3, 5, 30), utc(2024, 11, 3, 6, 30)),  # 01:30 EDT
+            (utc(2024, 11, 3, 6, 30), utc(2024, 11, 3, 8, 0)),  # 01:30 EST
+            (utc(2024, 11, 3, 8, 0), utc(2024, 11, 3, 9, 30)),
+        ],
+        id="new-york-ninety-minutes-fall-back",
+    ),
+    pytest.param(  # PLANS[20]
+        spec(
+            "minute",
+            dt.datetime(2024, 4, 7, 1, 15),
+            dt.datetime(2024, 4, 7, 2, 15),
+            step=15,
+            timezone="Australia/Lord_Howe",
+        ),
+        [
+            (utc(2024, 4, 6, 14, 15), utc(2024, 4, 6, 14, 30)),
+            (utc(2024, 4, 6, 14, 30), utc(2024, 4, 6, 14, 45)),  # 01:30 +11
+            (utc(2024, 4, 6, 14, 45), utc(2024, 4, 6, 15, 0)),
+            (utc(2024, 4, 6, 15, 0), utc(2024, 4, 6, 15, 15)),  # 01:30 +1030, the half-hour repeat
+            (utc(2024, 4, 6, 15, 15), utc(2024, 4, 6, 15, 30)),
+            (utc(2024, 4, 6, 15, 30), utc(2024, 4, 6, 15, 45)),  # 02:00 +1030
+        ],
+        id="lord-howe-quarter-hours-half-hour-fall-back",
+    ),
+    pytest.param(  # PLANS[21]
+        spec(
+            "hour",
+            dt.datetime(2024, 4, 7, 0, 0),
+            dt.datetime(2024, 4, 7, 3, 0),
+            timezone="Australia/Lord_Howe",
+        ),
+        [
+            (utc(2024, 4, 6, 13), utc(2024, 4, 6, 14)),
+            (utc(2024, 4, 6, 14), utc(2024, 4, 6, 15, 30)),  # 01:00 .. 02:00 is 90 real minutes
+            (utc(2024, 4, 6, 15, 30), utc(2024, 4, 6, 16, 30)),
+        ],
+        id="lord-howe-hours-half-hour-fall-back",
+    ),
+    pytest.param(  # PLANS[22]
+        spec(
+            "minute",
+            dt.datetime(2024, 3, 31, 0, 45),
+            dt.datetime(2024, 3, 31, 4, 30),
+            step=45,
+            timezone="Europe/Berlin",
+        ),
+        [
+            (utc(2024, 3, 30, 23, 45), utc(2024, 3, 31, 0, 30)),
+            (utc(2024, 3, 31, 0, 30), utc(2024, 3, 31, 1, 0)),  # 02:15 skipped, 03:00 CEST: one cut
+            (utc(2024, 3, 31, 1, 0), utc(2024, 3, 31, 1, 45)),
+            (utc(2024, 3, 31, 1, 45), utc(2024, 3, 31, 2, 30)),
+        ],
+        id="berlin-45-minutes-skipped-and-next-wall-time-share-the-jump",
+    ),
 ]
 
 
@@ -215,6 +320,47 @@ KEYS = [
         id="spring",
     ),
     pytest.param(PLANS[14], ["250-1000", "1000-2000", "2000-3000", "3000-3100"], id="integer"),
+    pytest.param(
+        PLANS[17],
+        [
+            "2024-11-03-00:45",
+            "2024-11-03-01:00",
+            "2024-11-03-01:15",
+            "2024-11-03-01:30",
+            "2024-11-03-01:45",
+            "2024-11-03-01:00-0500",
+            "2024-11-03-01:15-0500",
+            "2024-11-03-01:30-0500",
+            "2024-11-03-01:45-0500",
+            "2024-11-03-02:00",
+        ],
+        id="fall-back-quarter-hours-second-occurrences-carry-offset",
+    ),
+    pytest.param(
+        PLANS[18],
+        [
+            "2024-03-10-01:45",
+            "2024-03-10-01:52",
+            "2024-03-10-01:59",
+            "2024-03-10-03:00",
+            "2024-03-10-03:02",
+            "2024-03-10-03:09",
+            "2024-03-10-03:16",
+        ],
+        id="spring-seven-minutes-jump-key-once",
+    ),
+    pytest.param(
+        PLANS[20],
+        [
+            "2024-04-07-01:15",
+            "2024-04-07-01:30",
+            "2024-04-07-01:45",
+            "2024-04-07-01:30+1030",
+            "2024-04-07-01:45+1030",
+            "2024-04-07-02:00",
+        ],
+        id="lord-howe-half-hour-repeat-carries-offset",
+    ),
 ]
 
 
@@ -281,6 +427,21 @@ def test_every_bound_form_gives_the_same_plan(start: Any, end: Any) -> None:
         ),
         pytest.param(dt.datetime(2024, 3, 10, 2, 30), "America/New_York", utc(2024, 3, 10, 7), id="skipped"),
         pytest.param(dt.date(2024, 9, 8), "America/Santiago", utc(2024, 9, 8, 4), id="skipped-midnight"),
+        pytest.param(
+            dt.datetime(2024, 3, 10, 2, 6), "America/New_York", utc(2024, 3, 10, 7), id="skipped-off-the-half"
+        ),
+        pytest.param(
+            dt.datetime(2024, 3, 10, 2, 59, 59, 999_999),
+            "America/New_York",
+            utc(2024, 3, 10, 7),
+            id="skipped-last-microsecond",
+        ),
+        pytest.param(
+            dt.datetime(2024, 10, 6, 2, 10, 30, 5),
+            "Australia/Lord_Howe",
+            utc(2024, 10, 5, 15, 30),
+            id="skipped-30m",
+        ),
     ],
 )
 def test_normalize_bound(value: Any, timezone: str, expected: dt.datetime) -> None:
@@ -320,6 +481,60 @@ def test_normalize_bound(value: Any, timezone: str, expected: dt.datetime) -> No
         ),
         pytest.param(
             utc(2024, 1, 1, 23, 59), "hour", 7, "UTC", utc(2024, 1, 1, 21), utc(2024, 1, 2), id="7h-resets"
+        ),
+        pytest.param(
+            utc(2024, 11, 3, 5, 45),
+            "minute",
+            15,
+            "America/New_York",
+            utc(2024, 11, 3, 5, 45),
+            utc(2024, 11, 3, 6),
+            id="last-quarter-of-first-occurrence-ends-at-the-repeat",
+        ),
+        pytest.param(
+            utc(2024, 11, 3, 6, 5),
+            "minute",
+            15,
+            "America/New_York",
+            utc(2024, 11, 3, 6),
+            utc(2024, 11, 3, 6, 15),
+            id="inside-repeated-quarter-hour",
+        ),
+        pytest.param(
+            utc(2024, 11, 3, 6, 5),
+            "minute",
+            90,
+            "America/New_York",
+            utc(2024, 11, 3, 5, 30),
+            utc(2024, 11, 3, 6, 30),
+            id="ninety-minutes-floor-before-the-fall-back",
+        ),
+        pytest.param(
+            utc(2024, 4, 6, 15, 10),
+            "hour",
+            1,
+            "Australia/Lord_Howe",
+            utc(2024, 4, 6, 14),
+            utc(2024, 4, 6, 15, 30),
+            id="lord-howe-ninety-minute-hour",
+        ),
+        pytest.param(
+            dt.datetime(2024, 3, 10, 6, 59, 30, tzinfo=UTC),
+            "minute",
+            7,
+            "America/New_York",
+            utc(2024, 3, 10, 6, 59),
+            utc(2024, 3, 10, 7),
+            id="next-is-the-exact-jump",
+        ),
+        pytest.param(
+            utc(2024, 3, 10, 7, 1),
+            "minute",
+            7,
+            "America/New_York",
+            utc(2024, 3, 10, 7),
+            utc(2024, 3, 10, 7, 2),
+            id="floor-is-the-exact-jump",
         ),
         pytest.param(-1, "integer", 1000, "UTC", -1000, 0, id="integer-negative"),
         pytest.param(2000, "integer", 1000, "UTC", 2000, 3000, id="integer-on-boundary"),
@@ -582,6 +797,77 @@ def test_public_surface() -> None:
     assert MAX_WINDOWS == 1_000_000
 
 
+# --------------------------------------------------------------------------- DST nights, brute force
+
+MINUTE = dt.timedelta(minutes=1)
+
+
+def scanned_boundaries(
+    every: str, step: int, timezone: str, lo: dt.datetime, hi: dt.datetime
+) -> list[dt.datetime]:
+    """The module docstring's rule, checked minute by minute in UTC: an instant is a boundary when
+    its wall time is a multiple of the step after local midnight, or when the clocks jumped
+    forward onto it over such a wall time."""
+    tz, unit = ZoneInfo(timezone), step * _UNIT[every]
+
+    def wall(instant: dt.datetime) -> dt.datetime:
+        return instant.astimezone(tz).replace(tzinfo=None)
+
+    def aligned(local: dt.datetime) -> bool:
+        return (local.hour * 60 + local.minute) % unit == 0
+
+    found, instant = [], lo
+    while instant < hi:
+        shown, expected = wall(instant), wall(instant - MINUTE) + MINUTE
+        skipped = (expected + k * MINUTE for k in range((shown - expected) // MINUTE))  # empty unless a jump
+        if aligned(shown) or any(aligned(local) for local in skipped):
+            found.append(instant)
+        instant += MINUTE
+    return found
+
+
+_UNIT = {"hour": 60, "minute": 1}
+DST_NIGHTS = [
+    ("America/New_York", dt.date(2024, 3, 10)),
+    ("America/New_York", dt.date(2024, 11, 3)),
+    ("Europe/Berlin", dt.date(2024, 3, 31)),
+    ("Europe/Berlin", dt.date(2024, 10, 27)),
+    ("Australia/Lord_Howe", dt.date(2024, 4, 7)),  # back 30 minutes, 02:00 -> 01:30
+    ("Australia/Lord_Howe", dt.date(2024, 10, 6)),  # forward 30 minutes, 02:00 -> 02:30
+    ("America/Santiago", dt.date(2024, 4, 7)),  # back at midnight, 24:00 -> 23:00
+    ("America/Santiago", dt.date(2024, 9, 8)),  # forward at midnight, 00:00 -> 01:00
+]
+SUB_DAY = [
+    ("minute", 1),
+    ("minute", 7),
+    ("minute", 15),
+    ("minute", 45),
+    ("minute", 90),
+    ("hour", 1),
+    ("hour", 7),
+]
+
+
+@pytest.mark.parametrize(
+    ("timezone", "night", "every", "step"),
+    [
+        pytest.param(tz, night, every, step, id=f"{tz}-{night}-{every}-{step}")
+        for (tz, night), (every, step) in itertools.product(DST_NIGHTS, SUB_DAY)
+    ],
+)
+def test_sub_day_windows_across_dst_match_a_minute_scan(
+    timezone: str, night: dt.date, every: str, step: int
+) -> None:
+    """Around each DST night every boundary of the rule is a cut, at the exact second (none
+    missed, none invented, no sub-second edges), and the keys stay unique."""
+    start, end = night - dt.timedelta(days=1), night + dt.timedelta(days=2)
+    windows = plan_windows(spec(every, start, end, step=step, timezone=timezone))
+    lo, hi = normalize_bound(start, timezone=timezone), normalize_bound(end, timezone=timezone)
+    assert [w.lo for w in windows] == scanned_boundaries(every, step, timezone, lo, hi)
+    assert windows[-1].hi == hi
+    assert len({w.key for w in windows}) == len(windows)
+
+
 # --------------------------------------------------------------------------- properties
 
 CADENCES = [
@@ -593,7 +879,9 @@ CADENCES = [
     ("day", 3, 4320),
     ("hour", 1, 60),
     ("hour", 7, 420),
+    ("minute", 7, 7),
     ("minute", 15, 15),
+    ("minute", 45, 45),
     ("minute", 90, 90),
 ]
 ZONES = [
@@ -628,6 +916,7 @@ def test_windows_tile_the_range(
     assert windows[0].lo == lo
     assert windows[-1].hi == hi
     assert all(a.hi == b.lo for a, b in itertools.pairwise(windows))
+    assert all(w.lo.microsecond == 0 for w in windows[1:])  # type: ignore[union-attr]
     assert len({w.key for w in windows}) == len(windows)
     grid = {"every": every, "step": step, "timezone": timezone}
     for w in windows[1:]:
