@@ -299,7 +299,7 @@ def _boundary(value: Bound, *, every: Every, step: int, timezone: str, after: bo
     wall = _align(_wall(t, tz), every, step)
     while True:
         first = _instants(wall, tz)[0]  # a day starts once, at its first instant
-        if first > t if after else first <= t:
+        if (first > t) if after else (first <= t):
             return first
         # Only near DST jumps does the aligned wall time miss; step to the neighbouring one.
         wall = (
@@ -310,19 +310,19 @@ def _boundary(value: Bound, *, every: Every, step: int, timezone: str, after: bo
 def _sub_day_boundary(t: dt.datetime, tz: ZoneInfo, every: Every, step: int, *, after: bool) -> dt.datetime:
     """The first boundary after ``t`` (``after``) or the last one at or before it, below a day.
 
-    The answer lies in a short UTC span next to ``t``. The instants of that span show wall times
-    between its ends shifted by the smaller and by the larger UTC offset, so the boundaries in it
-    are among the instants of the aligned wall times in that range: both occurrences of a repeated
-    one, the jump for a skipped one. Without a DST change the range holds two or three wall times;
-    across fall-back it also reaches back over the repeated ones. Should the span hold no boundary
-    (a fall-back window can last a step plus the shift), it grows by a step.
+    The answer lies in a short UTC span next to ``t``, too short for two DST changes. Its instants
+    show wall times between its ends shifted by the smaller and by the larger UTC offset, so its
+    boundaries are among the instants of the aligned wall times in that range: both occurrences of
+    a repeated one, the jump for a skipped one. Without a DST change the range holds two or three
+    wall times; across fall-back it also reaches back over the repeated ones. Should the span hold
+    no boundary (a fall-back window can last a step plus the shift), it grows by a step.
     """
     reach = dt.timedelta(minutes=_UNIT_MINUTES[every] * step)
     lo, hi = (t, t + reach) if after else (t - reach, t)
     while True:
-        ends = [i.replace(tzinfo=None) for i in (lo, hi)]
-        offsets = [_wall(i, tz) - naive for i, naive in zip((lo, hi), ends, strict=True)]
-        wall, last = _align(ends[0] + min(offsets), every, step), ends[1] + max(offsets)
+        offsets = [_wall(i, tz) - i.replace(tzinfo=None) for i in (lo, hi)]
+        wall = _align(lo.replace(tzinfo=None) + min(offsets), every, step)
+        last = hi.replace(tzinfo=None) + max(offsets)
         found: list[dt.datetime] = []
         while wall <= last:
             found += _instants(wall, tz)
