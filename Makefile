@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# dagster.yaml plus the catalog's per-stage run limits (Dagster reads those only from the instance).
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml $(DEMO)/catalog.yaml $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m coolie_dagster.instance_config $(DEMO)/catalog.yaml --base dagster.yaml > $@.tmp && mv $@.tmp $@
 
 demo: setup $(DAGSTER_HOME)/dagster.yaml
 	$(PY) $(DEMO)/generate.py --out $(DEMO)/data

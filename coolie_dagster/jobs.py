@@ -9,7 +9,7 @@ assets loads, but its unpartitioned runs fail on the partitioned op. So a stage 
   definition's chunk size, e.g. ``gold__month``; ``gold__month_<hash>`` when a stage holds two
   different monthly definitions, so every name stays unique and stable).
 
-Runs carry ``coolie/stage`` and, from the stage's ``timeout``, ``dagster/max_runtime``.
+Runs carry ``coolie/stage`` and ``dagster/max_runtime`` (see :func:`coolie_dagster.tags.run_limit_tags`).
 """
 
 import hashlib
@@ -22,7 +22,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from coolie_core.catalog import LoadedCatalog
 from coolie_core.models import Dataflow
 from coolie_dagster.assets import op_name_for
-from coolie_dagster.tags import MAX_RUNTIME_TAG, STAGE_TAG
+from coolie_dagster.tags import MAX_RUNTIME_TAG, STAGE_TAG, run_limit_tags
 
 __all__ = ["MAX_RUNTIME_TAG", "STAGE_TAG", "StageJob", "build_stage_jobs", "plan_stage_jobs"]
 
@@ -95,9 +95,9 @@ def plan_stage_jobs(loaded: LoadedCatalog, assets: Sequence[dg.AssetsDefinition]
             label = _label(first)
             name = f"{stage}__{label}" + (f"_{digest}" if len(labels[(stage, label)]) > 1 else "")
         stage_spec = catalog.stages.get(stage)
-        tags = {STAGE_TAG: stage}
-        if stage_spec is not None and stage_spec.timeout is not None:
-            tags[MAX_RUNTIME_TAG] = str(stage_spec.timeout)
+        tags = run_limit_tags(
+            stage, stage_spec.timeout if stage_spec else None, [f.timeout for f, _ in members]
+        )
         jobs.append(
             StageJob(
                 name=name,

@@ -32,7 +32,7 @@ from coolie_core.catalog import LoadedCatalog
 from coolie_core.models import Dataflow, PartitionSpec
 from coolie_core.sharding import assign_shard
 from coolie_core.windows import Window, floor_boundary, normalize_bound, plan_windows
-from coolie_dagster.tags import JOB_INDEX_TAG, JOB_NUM_TAG, MAX_RUNTIME_TAG, STAGE_TAG
+from coolie_dagster.tags import JOB_INDEX_TAG, JOB_NUM_TAG, STAGE_TAG, run_limit_tags
 from coolie_dagster.translator import CoolieTranslator
 
 __all__ = ["JOB_INDEX_TAG", "JOB_NUM_TAG", "STAGE_TAG", "build_schedules", "latest_window"]
@@ -102,9 +102,7 @@ def _requests(
         shard_of = {m.flow.name: assign_shard(m.flow, job_num) for m in group}
         for job_index in range(job_num):
             shard = [m for m in group if shard_of[m.flow.name] == job_index]
-            tags = {STAGE_TAG: stage}
-            if timeout is not None:
-                tags[MAX_RUNTIME_TAG] = str(timeout)
+            tags = run_limit_tags(stage, timeout, [m.flow.timeout for m in shard])
             if job_num > 1:
                 tags |= {JOB_NUM_TAG: str(job_num), JOB_INDEX_TAG: str(job_index)}
             by_key: dict[str | None, list[_Member]] = defaultdict(list)

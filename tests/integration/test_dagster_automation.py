@@ -651,3 +651,32 @@ def test_code_location_schedules_run_real_loads_and_their_checks(
     assert pl.read_delta(str(table)).height == 2
     checks = {e.check_name: (e.passed, e.severity.value) for e in result.get_asset_check_evaluations()}
     assert checks == {"unique_order_id": (True, "ERROR"), "accepted_values_status": (False, "WARN")}
+
+
+def test_stage_run_limits_reach_the_instance_and_the_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stage's max_concurrent_runs becomes a coolie/stage tag concurrency limit in the generated
+    instance config (loaded by a real instance); its timeout becomes the runs' max_runtime."""
+    import yaml as _yaml
+
+    from coolie_dagster.definitions import build_definitions
+    from coolie_dagster.instance_config import build_instance_config
+
+    demo = Path(__file__).parents[2] / "examples" / "demo" / "catalog.yaml"
+    base = _yaml.safe_load((Path(__file__).parents[2] / "dagster.yaml").read_text())
+    config = build_instance_config(load_catalog(demo), base)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(_yaml.safe_dump(config))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits  # type: ignore[union-attr]
+    finally:
+        instance.dispose()
+    assert {"key": "coolie/stage", "value": "gold", "limit": 2} in limits
+    assert any(limit["key"] == "coolie/job_index" for limit in limits)
+    gold = build_definitions(demo).resolve_job_def("gold")
+    assert gold.tags["coolie/stage"] == "gold"
+    assert gold.tags["dagster/max_runtime"] == "3600"
