@@ -172,6 +172,18 @@ def write_delta(
     load = destination.load
     partition_by = destination.partition_by or None
     exists = delta_table_exists(path)
+
+    def append(data: pl.DataFrame) -> WriteResult:
+        """Append (creating the table on first write) in one commit."""
+        write_deltalake(
+            str(path),
+            data.to_arrow(),
+            mode="append",
+            partition_by=partition_by,
+            commit_properties=info.properties(),
+        )
+        return WriteResult(data.height, DeltaTable(str(path)).version())
+
     try:
         if load == "scd2":
             return write_scd2(path, frame, destination=destination, info=info, order_columns=order_columns)
@@ -187,14 +199,7 @@ def write_delta(
                 )
                 if destination.cdc is not None:
                     data = data.filter(~cdc_deleted(destination.cdc))
-            write_deltalake(
-                str(path),
-                data.to_arrow(),
-                mode="append",
-                partition_by=partition_by,
-                commit_properties=info.properties(),
-            )
-            return WriteResult(data.height, DeltaTable(str(path)).version())
+            return append(data)
         if load == "overwrite":
             write_deltalake(
                 str(path),
@@ -213,22 +218,15 @@ def write_delta(
                     f"dataflow {info.dataflow}: partition column {window_column} is not in the data ({frame.columns})"
                 )
             if not exists:
-                write_deltalake(
-                    str(path),
-                    frame.to_arrow(),
-                    mode="append",
-                    partition_by=partition_by,
-                    commit_properties=info.properties(),
-                )
-            else:
-                predicate = window_predicate(window_column, windows, dtype, timezone=window_timezone)
-                write_deltalake(
-                    str(path),
-                    frame.to_arrow(),
-                    mode="overwrite",
-                    predicate=predicate,
-                    commit_properties=info.properties(),
-                )
+                return append(frame)
+            predicate = window_predicate(window_column, windows, dtype, timezone=window_timezone)
+            write_deltalake(
+                str(path),
+                frame.to_arrow(),
+                mode="overwrite",
+                predicate=predicate,
+                commit_properties=info.properties(),
+            )
             return WriteResult(frame.height, DeltaTable(str(path)).version())
         # merge into an existing table
         keys = destination.merge_keys
