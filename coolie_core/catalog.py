@@ -17,22 +17,19 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from coolie_core.catalog_rules import check_references
 from coolie_core.errors import CatalogError, CatalogIssue
 from coolie_core.lineage import Lineage, build_lineage
-from coolie_core.locations import expand_env, resolve_within
+from coolie_core.locations import expand_env
 from coolie_core.models import (
     Catalog,
     CatalogDefaults,
     Connection,
     Dataflow,
     DeltaConnection,
-    DeltaSource,
     FilesConnection,
-    FileSource,
     PythonConnection,
-    PythonSource,
     SqlConnection,
-    SqlSource,
     StageSpec,
 )
 
@@ -428,7 +425,7 @@ def load_catalog(path: str | Path) -> LoadedCatalog:
         connections=connections,
         dataflows=dataflows,
     )
-    issues += _cross_check(catalog, origins, flow_lines)
+    issues += check_references(catalog, origins=origins, line_of=flow_lines.get)
     if issues:
         raise CatalogError(issues)
     lineage, problems = build_lineage(catalog)
@@ -453,86 +450,3 @@ def _resolve_connection(conn: BaseModel, doc_dir: Path) -> Any:
         if file and file != ":memory:":
             return conn.model_copy(update={"url": "sqlite:///" + str(_resolve_folder(file, doc_dir))})
     return conn
-
-
-_SOURCE_KINDS: dict[type, type[BaseModel]] = {
-    FileSource: FilesConnection,
-    DeltaSource: DeltaConnection,
-    SqlSource: SqlConnection,
-    PythonSource: PythonConnection,
-}
-_KIND_NAMES = {
-    FilesConnection: "files",
-    DeltaConnection: "delta",
-    SqlConnection: "sql",
-    PythonConnection: "python",
-}
-
-
-def _cross_check(catalog: Catalog, origins: dict[str, str], lines: _FlowLines) -> list[CatalogIssue]:
-    """Rules that span objects: references, connection kinds, path containment, stages."""
-    issues: list[CatalogIssue] = []
-    for flow in catalog.dataflows:
-
-        def issue(field: str, message: str, flow: Dataflow = flow) -> None:
-            issues.append(CatalogIssue(origins[flow.name], flow.name, field, message, lines.get(flow.name)))
-
-        if catalog.stages and flow.stage not in catalog.stages:
-            issue(
-                "stage",
-                f"stage {flow.stage!r} is not declared in stages ({', '.join(sorted(catalog.stages))})",
-            )
-
-        source = flow.source
-        conn = catalog.connections.get(source.connection)
-        expected = _SOURCE_KINDS[type(source)]
-        if conn is None:
-            issue(
-                "source.connection",
-                f"unknown connection {source.connection!r}; declared: {', '.join(sorted(catalog.connections)) or 'none'}",
-            )
-        elif not isinstance(conn, expected):
-            issue(
-                "source.connection",
-                f"format {source.format} needs a {_KIND_NAMES[expected]} connection, {source.connection!r} is {conn.kind}",
-            )
-        else:
-            rel = (
-                source.path
-                if isinstance(source, FileSource)
-                else source.table
-                if isinstance(source, DeltaSource)
-                else None
-            )
-            if rel is not None and isinstance(conn, FilesConnection | DeltaConnection):
-                try:
-                    resolve_within(conn.path, rel)
-                except ValueError as exc:
-                    issue("source.path" if isinstance(source, FileSource) else "source.table", str(exc))
-            if isinstance(conn, PythonConnection) and conn.path is not None and not Path(conn.path).is_file():
-                issue(
-                    "source.connection",
-                    f"python connection {source.connection!r} points to a missing file {conn.path}",
-                )
-
-        dest = flow.destination
-        dconn = catalog.connections.get(dest.connection)
-        wanted = DeltaConnection if dest.format == "delta" else FilesConnection
-        if dconn is None:
-            issue(
-                "destination.connection",
-                f"unknown connection {dest.connection!r}; declared: {', '.join(sorted(catalog.connections)) or 'none'}",
-            )
-        elif not isinstance(dconn, wanted):
-            issue(
-                "destination.connection",
-                f"format {dest.format} needs a {_KIND_NAMES[wanted]} connection, {dest.connection!r} is {dconn.kind}",
-            )
-        else:
-            try:
-                resolve_within(dconn.path, dest.table)
-            except ValueError as exc:
-                issue("destination.table", str(exc))
-            if not dest.table.strip("/"):
-                issue("destination.table", "must name a table folder inside the connection")
-    return issues

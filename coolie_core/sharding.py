@@ -1,6 +1,6 @@
 """Stable assignment of dataflows to shards (``job_num`` workers, ``job_index`` this one).
 
-The hash is SHA-256 of the name (never the built-in ``hash()``, which is salted per process), so
+The hash is SHA-256 of the name (never Python's per-process salted builtin hashing), so
 every process on every machine agrees. A dataflow with a ``group`` goes where its group goes:
 ``group % job_num`` for an integer group, the hash of the group name otherwise.
 """
