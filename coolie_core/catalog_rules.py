@@ -101,9 +101,16 @@ def check_references(
             )
         else:
             try:
-                resolve_within(dconn.path, dest.table)
+                # ``a/..`` resolves to the connection folder itself: no table folder either.
+                if resolve_within(dconn.path, dest.table) == resolve_within(dconn.path, ""):
+                    issue("destination.table", "must name a table folder inside the connection")
             except ValueError as exc:
                 issue("destination.table", str(exc))
-            if not dest.table.strip("/"):
-                issue("destination.table", "must name a table folder inside the connection")
+            if flow.quarantine is not None and flow.quarantine.table is not None:
+                try:
+                    resolve_within(dconn.path, flow.quarantine.table)
+                except ValueError as exc:
+                    issue("quarantine.table", str(exc))
+                if flow.quarantine.table.strip("/") == dest.table.strip("/"):
+                    issue("quarantine.table", "must differ from destination.table")
     return issues

@@ -22,7 +22,8 @@ from typing import Any, Literal
 import polars as pl
 
 from coolie_core.catalog import LoadedCatalog
-from coolie_core.errors import CoolieError
+from coolie_core.drift import SchemaDriftError, reconcile_schema, table_schema
+from coolie_core.errors import CoolieError, DataError
 from coolie_core.executor import TaskEvent, execute
 from coolie_core.faults import fault_point
 from coolie_core.io.delta import CommitInfo, write_delta
@@ -32,6 +33,7 @@ from coolie_core.locations import destination_location
 from coolie_core.maintenance import MaintenanceResult, run_maintenance
 from coolie_core.models import Dataflow
 from coolie_core.planning import PlannedDataflow, plan_dataflows
+from coolie_core.quarantine import check_threshold, quarantine_location, split_rejects, write_quarantine
 from coolie_core.reading import read_frame
 from coolie_core.replay import (
     ChunkResult,
@@ -83,6 +85,12 @@ class DataflowResult:
     attempts: int = 1
     retries: tuple[str, ...] = ()
     """One line per retried attempt: the error and the delay before the next."""
+    rows_rejected: int = 0
+    """Rows sent to the quarantine table."""
+    rejected_by_rule: dict[str, int] = field(default_factory=dict)
+    quarantine_table: str | None = None
+    schema_drift: dict[str, Any] | None = None
+    """How the data's columns differed from the table's (see :mod:`coolie_core.drift`)."""
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-friendly run record."""
@@ -108,6 +116,10 @@ class DataflowResult:
             "transient": self.transient,
             "attempts": self.attempts,
             "retries": list(self.retries),
+            "rows_rejected": self.rows_rejected,
+            "rejected_by_rule": self.rejected_by_rule,
+            "quarantine_table": self.quarantine_table,
+            "schema_drift": self.schema_drift,
         }
 
 
@@ -377,6 +389,8 @@ class Driver:
             started_at=started,
             duration_s=time.monotonic() - t0,
             retries=retries,
+            schema_drift=exc.change.to_record() if isinstance(exc, SchemaDriftError) else None,
+            **_rejects_of(exc),
         )
 
     def read_state(self, flow: Dataflow) -> StoredWatermark:
@@ -421,12 +435,27 @@ class Driver:
         wm_after = max_watermark(frame, flow.watermark_columns, wm_before, dataflow=flow.name)
         if rows_read == 0 and window is None:
             return replace(base, reason="no new rows" if flow.watermark_columns else "source is empty")
+        batch = state.batch + 1
+        if flow.quarantine is not None:
+            frame, quarantined = self._quarantine(flow, frame, window=window_text, batch=batch)
+            base = replace(base, **quarantined)
 
         if flow.system_columns:
             frame = add_system_columns(
                 frame.lazy(), loaded_at=dt.datetime.now(dt.UTC), run_id=self.run_id
             ).collect()
-        batch = state.batch + 1
+        frame, drift = reconcile_schema(
+            frame,
+            table_schema(dest, format=flow.destination.format),
+            policy=flow.destination.schema_drift,
+            dataflow=flow.name,
+            location=dest,
+            format=flow.destination.format,
+            ignore_missing=_writer_columns(flow),
+            replace=destination.load == "overwrite",
+        )
+        if drift.drifted:
+            base = replace(base, schema_drift=drift.to_record())
         info = CommitInfo(
             dataflow=flow.name,
             run_id=self.run_id,
@@ -453,6 +482,7 @@ class Driver:
                 window_column=column,
                 windows=bounds,
                 window_timezone=flow.partitions.timezone if flow.partitions is not None else "UTC",
+                evolve_schema=drift.evolve,
             )
             rows_written, version = written.rows_written, written.version
         else:
@@ -472,6 +502,31 @@ class Driver:
             delta_version=version,
         )
 
+    def _quarantine(
+        self, flow: Dataflow, frame: pl.DataFrame, *, window: str | None, batch: int
+    ) -> tuple[pl.DataFrame, dict[str, Any]]:
+        """Split off the rejected rows, record them, fail when there are too many."""
+        good, rejects = split_rejects(frame, flow, run_id=self.run_id, window=window)
+        if rejects.count == 0:
+            return good, {}
+        table = quarantine_location(self.loaded.catalog, flow)
+        details = {
+            "rows_rejected": rejects.count,
+            "rejected_by_rule": rejects.by_rule(),
+            "quarantine_table": str(table),
+        }
+        try:
+            check_threshold(flow, rejects, table=table)
+        except DataError as exc:
+            # A failed batch will be read again: record these rejects without the batch's key.
+            write_quarantine(table, rejects, dataflow=flow.name, run_id=self.run_id, batch=None)
+            raise _Rejected(str(exc), details) from None
+        write_quarantine(
+            table, rejects, dataflow=flow.name, run_id=self.run_id, batch=None if window else batch
+        )
+        fault_point("after_quarantine", flow.name)
+        return good, details
+
     @staticmethod
     def _covering(flow: Dataflow, frame: pl.DataFrame) -> list[tuple[Any, Any]]:
         assert flow.partitions is not None
@@ -483,3 +538,23 @@ class Driver:
 
 def _describe(attempt: RetryAttempt) -> str:
     return str(attempt)
+
+
+class _Rejected(DataError):
+    """Too many rows were rejected; carries the quarantine details into the failed result."""
+
+    def __init__(self, message: str, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def _rejects_of(exc: BaseException) -> dict[str, Any]:
+    return exc.details if isinstance(exc, _Rejected) else {}
+
+
+def _writer_columns(flow: Dataflow) -> tuple[str, ...]:
+    """Table columns the writer adds itself (not expected in the data)."""
+    if flow.destination.load != "scd2":
+        return ()
+    spec = flow.destination.scd2
+    return (spec.valid_from, spec.valid_to, spec.is_current)

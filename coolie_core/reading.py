@@ -12,6 +12,7 @@ from coolie_core.errors import DataError
 from coolie_core.filters import watermark_expr, window_expr
 from coolie_core.io.sources import SqlBound, read_source
 from coolie_core.models import Catalog, Dataflow, SqlSource
+from coolie_core.quarantine import with_quarantine_columns
 from coolie_core.transforms import apply_transforms
 from coolie_core.watermarks import Watermark
 from coolie_core.windows import Window
@@ -45,6 +46,8 @@ def read_frame(
         sql_bounds=sql_bounds(flow, watermark, window),
         context={"watermark": watermark, "window": window},
     )
+    if flow.quarantine is not None:
+        lf = with_quarantine_columns(lf)
     lf = apply_transforms(lf, flow.transforms, dataflow=flow.name)
     schema = lf.collect_schema()
     if window is not None:

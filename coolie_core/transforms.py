@@ -29,6 +29,9 @@ from coolie_core.models import (
 
 __all__ = [
     "LOADED_AT",
+    "RAW_ROW",
+    "REJECT_REASON",
+    "REJECT_RULE",
     "RUN_ID",
     "SYSTEM_COLUMNS",
     "add_system_columns",
@@ -43,6 +46,13 @@ LOADED_AT = "_coolie_loaded_at"
 RUN_ID = "_coolie_run_id"
 SYSTEM_COLUMNS = (LOADED_AT, RUN_ID)
 REDACTED = "***"
+
+# Internal columns of a dataflow with quarantine: the source row as JSON and why it is rejected
+# (null: a good row). They never reach the destination.
+RAW_ROW = "__coolie_raw"
+REJECT_RULE = "__coolie_reject_rule"
+REJECT_REASON = "__coolie_reject_reason"
+INTERNAL_COLUMNS = (RAW_ROW, REJECT_RULE, REJECT_REASON)
 
 _SIMPLE_TYPES: dict[str, pl.DataType] = {
     "string": pl.String(),
@@ -79,14 +89,17 @@ def sql_expr(text: str, *, where: str) -> pl.Expr:
         raise DataError(f"{where}: cannot parse SQL expression {text!r}: {exc}") from exc
 
 
-def _cast_expr(column: str, type_name: str, fmt: str | None, schema: pl.Schema) -> pl.Expr:
+def _cast_expr(
+    column: str, type_name: str, fmt: str | None, schema: pl.Schema, *, strict: bool = True
+) -> pl.Expr:
+    """The cast of one column; ``strict=False`` turns unconvertible values into nulls."""
     target = polars_dtype(type_name)
     source = schema.get(column)
     col = pl.col(column)
     if source == pl.String() and target == pl.Date():
-        return col.str.to_date(fmt, strict=True)
+        return col.str.to_date(fmt, strict=strict)
     if source == pl.String() and isinstance(target, pl.Datetime):
-        parsed = col.str.to_datetime(fmt, strict=True, time_unit="us")
+        parsed = col.str.to_datetime(fmt, strict=strict, time_unit="us")
         return (
             parsed.dt.convert_time_zone("UTC") if fmt and "%z" in fmt else parsed.dt.replace_time_zone("UTC")
         )
@@ -99,8 +112,47 @@ def _cast_expr(column: str, type_name: str, fmt: str | None, schema: pl.Schema) 
         truthy = lowered.is_in(["true", "t", "1", "yes", "y"])
         falsy = lowered.is_in(["false", "f", "0", "no", "n"])
         # Anything else is an error: route it through a strict cast that fails with the value.
-        return pl.when(truthy).then(True).when(falsy).then(False).otherwise(col.cast(pl.Boolean, strict=True))
-    return col.cast(target, strict=True)
+        other = col.cast(pl.Boolean, strict=True) if strict else pl.lit(None, dtype=pl.Boolean)
+        return pl.when(truthy).then(True).when(falsy).then(False).otherwise(other)
+    return col.cast(target, strict=strict)
+
+
+def add_rejection(rule: pl.Expr | str, reason: pl.Expr, failed: pl.Expr) -> list[pl.Expr]:
+    """Mark rows where ``failed`` is true as rejected by ``rule`` (reasons accumulate with ``; ``)."""
+    rule_expr = pl.lit(rule) if isinstance(rule, str) else rule
+
+    def extend(column: str, new: pl.Expr) -> pl.Expr:
+        old = pl.col(column)
+        joined = pl.when(old.is_null()).then(new).otherwise(old + pl.lit("; ") + new)
+        return pl.when(failed.fill_null(True)).then(joined).otherwise(old).alias(column)
+
+    return [extend(REJECT_RULE, rule_expr), extend(REJECT_REASON, reason)]
+
+
+def _quarantined_casts(lf: pl.LazyFrame, transform: CastTransform, schema: pl.Schema) -> pl.LazyFrame:
+    """Casts that reject (instead of fail on) values they cannot convert."""
+    casts = {
+        c: _cast_expr(c, t, transform.formats.get(c), schema, strict=False)
+        for c, t in transform.columns.items()
+    }
+    marks = [
+        mark
+        for column, expr in casts.items()
+        for mark in add_rejection(
+            "cast",
+            pl.format(
+                "column {}: {} is not a valid {}",
+                pl.lit(column),
+                pl.col(column).cast(pl.String),
+                pl.lit(transform.columns[column]),
+            ),
+            pl.col(column).is_not_null() & expr.is_null(),
+        )
+    ]
+    # One column per with_columns: each mark reads the reasons the previous one wrote.
+    for index in range(0, len(marks), 2):
+        lf = lf.with_columns(marks[index : index + 2])
+    return lf.with_columns(expr.alias(c) for c, expr in casts.items())
 
 
 def _sha256(series: pl.Series) -> pl.Series:
@@ -119,14 +171,18 @@ def _hash_expr(columns: list[str]) -> pl.Expr:
 
 def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str) -> pl.LazyFrame:
     schema = lf.collect_schema()
+    internal = [c for c in INTERNAL_COLUMNS if c in schema]
 
     def need(columns: list[str] | dict[str, str]) -> None:
-        missing = [c for c in columns if c not in schema]
+        missing = [c for c in columns if c not in schema or c in INTERNAL_COLUMNS]
         if missing:
-            raise DataError(f"{where}: column(s) {missing} not found; available: {list(schema.names())}")
+            available = [c for c in schema.names() if c not in INTERNAL_COLUMNS]
+            raise DataError(f"{where}: column(s) {missing} not found; available: {available}")
 
     if isinstance(transform, CastTransform):
         need(transform.columns)
+        if internal:
+            return _quarantined_casts(lf, transform, schema)
         return lf.with_columns(
             _cast_expr(c, t, transform.formats.get(c), schema).alias(c) for c, t in transform.columns.items()
         )
@@ -144,7 +200,7 @@ def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str) -> pl.LazyFram
         return latest_per_key(lf, transform.keys, transform.order_by)
     if isinstance(transform, SelectTransform):
         need(transform.columns)
-        return lf.select(transform.columns)
+        return lf.select([*transform.columns, *internal])
     if isinstance(transform, DropTransform):
         need(transform.columns)
         return lf.drop(transform.columns)

@@ -32,6 +32,7 @@ from coolie_dagster.translator import CoolieTranslator
 __all__ = [
     "JOB_INDEX_TAG",
     "JOB_NUM_TAG",
+    "DRIFT_CHECK",
     "PREVIEW_ROWS",
     "build_coolie_assets",
     "build_dataflow_asset",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 PREVIEW_ROWS = 5
+DRIFT_CHECK = "schema_drift"
+"""Every dataflow asset reports its schema drift as this asset check (evaluated by the load)."""
 
 
 def op_name_for(flow: Dataflow) -> str:
@@ -94,8 +97,21 @@ def build_dataflow_asset(
     partitions_def = build_partitions_def(flow.partitions, dataflow=flow.name)
     name = flow.name
 
+    drift_check = dg.AssetCheckSpec(
+        DRIFT_CHECK,
+        asset=spec.key,
+        description=(
+            f"Columns of the loaded data against the table (policy {flow.destination.schema_drift}): "
+            "fails on missing or retyped columns, and on new ones unless the policy is evolve or ignore."
+        ),
+    )
+
     @dg.multi_asset(
         specs=[spec.replace_attributes(skippable=True)],
+        check_specs=[drift_check],
+        # Subsettable so the drift check's output is optional: a shard that skips the dataflow
+        # yields neither the asset nor its check.
+        can_subset=True,
         name=op_name_for(flow),
         partitions_def=partitions_def,
         retry_policy=retry_policy_for(loaded.catalog.retry_for(flow)),
@@ -103,7 +119,7 @@ def build_dataflow_asset(
     )
     def _dataflow_asset(
         context: dg.AssetExecutionContext, coolie: CoolieResource
-    ) -> Iterator[dg.MaterializeResult[None]]:
+    ) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
         yield from _materialize(context, coolie, name=name, partitions_def=partitions_def)
 
     return _dataflow_asset
@@ -131,7 +147,7 @@ def _materialize(
     *,
     name: str,
     partitions_def: dg.PartitionsDefinition | None,
-) -> Iterator[dg.MaterializeResult[None]]:
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
     try:
         shard = shard_from_tags(context.run.tags)
     except ValueError as exc:
@@ -144,6 +160,9 @@ def _materialize(
             description=f"dataflow {name} is no longer in {coolie.catalog_path}; reload the code location",
             allow_retries=False,
         ) from None
+    if not context.selected_asset_keys:
+        context.log.info(f"{name}: only its drift check is selected; it is evaluated by a load")
+        return
     if shard is not None and (owner := assign_shard(flow, shard.job_num)) != shard.job_index:
         context.log.info(
             f"{name}: shard {owner} of {shard.job_num}, not this run's {shard.job_index}; skipped"
@@ -167,9 +186,40 @@ def _materialize(
             + (f" ({result.reason})" if result.reason else "")
         )
         if result.status == "failed":
+            if result.schema_drift is not None:
+                yield _drift_result(flow, [result])
             raise _failure(flow, result, done=results[:-1], attempt=context.retry_number)
     yield dg.MaterializeResult(
         metadata=_metadata(catalog, flow, results, partitioned=partitions_def is not None)
+    )
+    yield _drift_result(flow, results)
+
+
+def _drift_result(flow: Dataflow, results: list[DataflowResult]) -> dg.AssetCheckResult:
+    """The schema drift check of a load: passed unless the drift failed it."""
+    drifts = [r.schema_drift for r in results if r.schema_drift is not None]
+    failed = any(r.status == "failed" for r in results if r.schema_drift is not None)
+    metadata: dict[str, Any] = {"coolie/policy": flow.destination.schema_drift}
+    for key in ("new", "missing"):
+        columns = sorted({c for d in drifts for c in d[key]})
+        if columns:
+            metadata[f"coolie/{key}_columns"] = ", ".join(columns)
+    retyped = {c: f"{old} -> {new}" for d in drifts for c, (old, new) in d["retyped"].items()}
+    if retyped:
+        metadata["coolie/retyped_columns"] = dg.MetadataValue.json(retyped)
+    if not drifts:
+        description = "no schema drift"
+    elif failed:
+        description = next(r.error for r in results if r.status == "failed") or "schema drift"
+    else:
+        description = "schema drift accepted by the policy"
+    metadata["coolie/drift"] = description
+    return dg.AssetCheckResult(
+        check_name=DRIFT_CHECK,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description=description,
     )
 
 
@@ -246,6 +296,18 @@ def _metadata(
         )
     if partitioned:
         metadata["coolie/windows"] = ", ".join(r.window or "" for r in results)
+    rejected = sum(r.rows_rejected for r in results)
+    if flow.quarantine is not None:
+        metadata["coolie/rows_rejected"] = rejected
+        by_rule: dict[str, int] = {}
+        for r in results:
+            for rule, count in r.rejected_by_rule.items():
+                by_rule[rule] = by_rule.get(rule, 0) + count
+        if by_rule:
+            metadata["coolie/rejected_by_rule"] = dg.MetadataValue.json(by_rule)
+        table_path = next((r.quarantine_table for r in results if r.quarantine_table), None)
+        if table_path is not None:
+            metadata["coolie/quarantine_table"] = dg.MetadataValue.path(table_path)
     reasons = sorted({r.reason for r in results if r.reason})
     if reasons:
         metadata["coolie/reason"] = "; ".join(reasons)

@@ -152,6 +152,7 @@ def write_delta(
     window_column: str | None = None,
     windows: Sequence[tuple[Any, Any]] = (),
     window_timezone: str = "UTC",
+    evolve_schema: bool = False,
 ) -> WriteResult:
     """Write ``frame`` with the destination's load strategy in one commit.
 
@@ -164,6 +165,7 @@ def write_delta(
         window_column: replace_window's column.
         windows: replace_window's ``[lo, hi)`` bounds to replace.
         window_timezone: the partitions' timezone (date columns compare with local dates).
+        evolve_schema: add the frame's new columns to the table (schema drift policy ``evolve``).
     """
     from deltalake import DeltaTable, write_deltalake
 
@@ -180,13 +182,21 @@ def write_delta(
             data.to_arrow(),
             mode="append",
             partition_by=partition_by,
+            schema_mode="merge" if evolve_schema else None,
             commit_properties=info.properties(),
         )
         return WriteResult(data.height, DeltaTable(str(path)).version())
 
     try:
         if load == "scd2":
-            return write_scd2(path, frame, destination=destination, info=info, order_columns=order_columns)
+            return write_scd2(
+                path,
+                frame,
+                destination=destination,
+                info=info,
+                order_columns=order_columns,
+                evolve_schema=evolve_schema,
+            )
         if load == "append" or (load == "merge" and not exists):
             data = frame
             if load == "merge":
@@ -225,6 +235,7 @@ def write_delta(
                 frame.to_arrow(),
                 mode="overwrite",
                 predicate=predicate,
+                schema_mode="merge" if evolve_schema else None,
                 commit_properties=info.properties(),
             )
             return WriteResult(frame.height, DeltaTable(str(path)).version())
@@ -241,6 +252,7 @@ def write_delta(
             predicate=predicate,
             source_alias="s",
             target_alias="t",
+            merge_schema=evolve_schema,
             commit_properties=info.properties(),
         )
         if destination.cdc is not None:

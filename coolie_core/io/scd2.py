@@ -63,8 +63,13 @@ def write_scd2(
     destination: DestinationSpec,
     info: "CommitInfo",
     order_columns: list[str],
+    evolve_schema: bool = False,
 ) -> WriteResult:
-    """Apply ``frame`` as a batch of changes to an SCD2 history table."""
+    """Apply ``frame`` as a batch of changes to an SCD2 history table.
+
+    ``evolve_schema`` adds the frame's new columns to the table (schema drift policy ``evolve``);
+    the current versions count as null in them.
+    """
     from deltalake import DeltaTable, write_deltalake
 
     spec = destination.scd2
@@ -98,17 +103,20 @@ def write_scd2(
             out.to_arrow(),
             mode="append",
             partition_by=destination.partition_by or None,
+            schema_mode="merge" if evolve_schema else None,
             commit_properties=info.properties(),
         )
         return WriteResult(out.height, DeltaTable(str(path)).version())
 
     table = DeltaTable(str(path))
+    stored = set(table.schema().to_arrow().names)
     current = (
         pl.scan_delta(str(path))
         .filter(pl.col(cur))
         .join(batch.select(keys).unique().lazy(), on=keys, how="semi")
-        .select([*keys, *tracked, vf])
+        .select([*keys, *(c for c in tracked if c in stored), vf])
         .collect()
+        .with_columns(pl.lit(None, dtype=batch.schema[c]).alias(c) for c in tracked if c not in stored)
     )
     joined = batch.join(current, on=keys, how="left", suffix="__cur")
     cur_from = pl.col(vf + "__cur")
@@ -156,6 +164,7 @@ def write_scd2(
             predicate=predicate,
             source_alias="s",
             target_alias="t",
+            merge_schema=evolve_schema,
             commit_properties=info.properties(),
         )
         .when_matched_update(

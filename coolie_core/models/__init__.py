@@ -30,6 +30,14 @@ from coolie_core.models.connections import (
 )
 from coolie_core.models.dataflow import Catalog, CatalogDefaults, Dataflow, StageSpec
 from coolie_core.models.destination import CdcSpec, DestinationSpec, ScdSpec
+from coolie_core.models.quality import (
+    AcceptedValuesRule,
+    ExpressionRule,
+    NotNullRule,
+    QuarantineRule,
+    QuarantineSpec,
+    SchemaDrift,
+)
 from coolie_core.models.sources import DeltaSource, FileSource, PythonSource, SourceSpec, SqlSource
 from coolie_core.models.transforms import (
     AggregateTransform,
@@ -48,6 +56,7 @@ from coolie_core.models.transforms import (
 __all__ = [
     "NAME_PATTERN",
     "AcceptedValuesCheck",
+    "AcceptedValuesRule",
     "AggregateTransform",
     "CastTransform",
     "Catalog",
@@ -63,6 +72,7 @@ __all__ = [
     "DestinationSpec",
     "DropTransform",
     "DurationSpec",
+    "ExpressionRule",
     "FileSource",
     "FilesConnection",
     "FilterTransform",
@@ -72,13 +82,17 @@ __all__ = [
     "LookbackSpec",
     "MaskTransform",
     "NotNullCheck",
+    "NotNullRule",
     "PartitionSpec",
     "PythonConnection",
     "PythonSource",
+    "QuarantineRule",
+    "QuarantineSpec",
     "RenameTransform",
     "RetrySpec",
     "RowCountCheck",
     "ScdSpec",
+    "SchemaDrift",
     "SelectTransform",
     "SourceSpec",
     "SqlConnection",

@@ -18,6 +18,7 @@ from coolie_core.models._base import (
 from coolie_core.models.checks import CheckSpec
 from coolie_core.models.connections import Connection
 from coolie_core.models.destination import DestinationSpec
+from coolie_core.models.quality import QuarantineSpec
 from coolie_core.models.sources import SourceSpec
 from coolie_core.models.transforms import Transform
 
@@ -60,6 +61,8 @@ class Dataflow(_Model):
     group: Annotated[int, Strict()] | Name | None = None
     """Dataflows with the same group always land on the same shard."""
     checks: list[CheckSpec] = Field(default_factory=list)
+    quarantine: QuarantineSpec | None = None
+    """Rows breaking a rule (or a cast) go to a quarantine table instead of the destination."""
     engine: Literal["polars", "spark"] | None = None
     """Overrides the catalog default engine."""
     owners: list[str] = Field(default_factory=list)
@@ -118,6 +121,11 @@ class Dataflow(_Model):
             raise ValueError(
                 "watermark_columns: with load overwrite this would replace the table with only the new "
                 "rows; use append, merge or replace_window for incremental loads"
+            )
+        if self.quarantine is not None and any(t.kind == "aggregate" for t in self.transforms):
+            raise ValueError(
+                "quarantine: not with an aggregate transform, which loses the source rows; "
+                "quarantine in the dataflow that loads the raw rows"
             )
         if self.name in self.depends_on:
             raise ValueError("depends_on: a dataflow cannot depend on itself")

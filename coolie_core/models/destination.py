@@ -5,6 +5,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from coolie_core.models._base import ColumnName, LoadStrategy, Name, _Model
+from coolie_core.models.quality import SchemaDrift
 
 
 class CdcSpec(_Model):
@@ -48,6 +49,10 @@ class DestinationSpec(_Model):
     """scd2 only: history column names."""
     partition_by: list[ColumnName] = Field(default_factory=list)
     """Physical Delta partition columns."""
+    schema_drift: SchemaDrift = "fail"
+    """When the data brings columns the table lacks: ``fail`` (default), ``evolve`` (add them to
+    the table) or ``ignore`` (drop them). Missing or retyped columns always fail. ``overwrite``
+    replaces the table, schema included: its drift is reported, not enforced."""
 
     @model_validator(mode="after")
     def _load_rules(self) -> Self:

@@ -650,7 +650,11 @@ def test_code_location_schedules_run_real_loads_and_their_checks(
     table = destination_location(loaded.catalog, loaded.catalog.dataflow("orders"))
     assert pl.read_delta(str(table)).height == 2
     checks = {e.check_name: (e.passed, e.severity.value) for e in result.get_asset_check_evaluations()}
-    assert checks == {"unique_order_id": (True, "ERROR"), "accepted_values_status": (False, "WARN")}
+    assert checks == {
+        "unique_order_id": (True, "ERROR"),
+        "accepted_values_status": (False, "WARN"),
+        "schema_drift": (True, "ERROR"),
+    }
 
 
 def test_stage_run_limits_reach_the_instance_and_the_runs(

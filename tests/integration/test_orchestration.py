@@ -212,6 +212,7 @@ def _conflict_catalog(folder: Path, lake: Path, table: str, source_file: str) ->
                 "source": {"format": "csv", "connection": "raw", "path": source_file},
                 "destination": {"connection": "lake", "table": table, "load": "merge", "merge_keys": ["id"]},
                 "retry": {"count": 3, "delay": 0.1},
+                "system_columns": False,
             }
         ],
     }
