@@ -47,6 +47,9 @@ __all__ = [
     "write_quarantine",
 ]
 
+_CAST_REJECTED = "__coolie_cast_rejected"
+"""Rows a cast already rejected: their values are unknown, so the rules do not judge them."""
+
 QUARANTINE_COLUMNS = ("run_id", "dataflow", "window", "rule", "reason", "raw_row", "quarantined_at")
 
 
@@ -84,7 +87,7 @@ def _literal(value: object) -> str:
 
 
 def _rule_marks(spec: QuarantineSpec, schema: pl.Schema, *, dataflow: str) -> list[list[pl.Expr]]:
-    columns = [c for c in schema.names() if c not in INTERNAL_COLUMNS]
+    columns = [c for c in schema.names() if c not in (*INTERNAL_COLUMNS, _CAST_REJECTED)]
 
     def need(names: list[str], index: int) -> None:
         missing = [n for n in names if n not in columns]
@@ -94,13 +97,20 @@ def _rule_marks(spec: QuarantineSpec, schema: pl.Schema, *, dataflow: str) -> li
                 f"not in the transformed rows; available: {columns}"
             )
 
+    def unless_cast_failed(failed: pl.Expr) -> pl.Expr:
+        return failed.fill_null(True) & ~pl.col(_CAST_REJECTED)
+
     marks = []
     for index, rule in enumerate(spec.rules):
         if isinstance(rule, NotNullRule):
             need(rule.columns, index)
             for column in rule.columns:
                 marks.append(
-                    add_rejection("not_null", pl.lit(f"column {column} is null"), pl.col(column).is_null())
+                    add_rejection(
+                        "not_null",
+                        pl.lit(f"column {column} is null"),
+                        unless_cast_failed(pl.col(column).is_null()),
+                    )
                 )
         elif isinstance(rule, AcceptedValuesRule):
             need([rule.column], index)
@@ -110,11 +120,11 @@ def _rule_marks(spec: QuarantineSpec, schema: pl.Schema, *, dataflow: str) -> li
             reason = pl.format(
                 "column {}: {} is not one of [{}]", pl.lit(rule.column), as_text, pl.lit(allowed)
             )
-            marks.append(add_rejection("accepted_values", reason, ~accepted))
+            marks.append(add_rejection("accepted_values", reason, unless_cast_failed(~accepted)))
         elif isinstance(rule, ExpressionRule):
             condition = sql_expr(rule.condition, where=f"{dataflow}.quarantine.rules[{index}].condition")
             reason = pl.lit(f"{rule.condition} is not true")
-            marks.append(add_rejection(rule.name, reason, ~condition))
+            marks.append(add_rejection(rule.name, reason, unless_cast_failed(~condition)))
     return marks
 
 
@@ -123,7 +133,7 @@ def split_rejects(
 ) -> tuple[pl.DataFrame, Rejects]:
     """Check the quarantine rules: the good rows (internal columns dropped) and the rejects."""
     assert flow.quarantine is not None
-    lf = frame.lazy()
+    lf = frame.lazy().with_columns(pl.col(REJECT_RULE).is_not_null().alias(_CAST_REJECTED))
     for marks in _rule_marks(flow.quarantine, frame.schema, dataflow=flow.name):
         lf = lf.with_columns(marks)
     try:
@@ -132,7 +142,7 @@ def split_rejects(
         detail = str(exc).strip().split("\n\n", 1)[0]
         raise DataError(f"dataflow {flow.name}: quarantine rules: {type(exc).__name__}: {detail}") from exc
     rejected = pl.col(REJECT_RULE).is_not_null()
-    good = checked.filter(~rejected).drop(INTERNAL_COLUMNS)
+    good = checked.filter(~rejected).drop(*INTERNAL_COLUMNS, _CAST_REJECTED)
     now = dt.datetime.now(dt.UTC)
     bad = checked.filter(rejected).select(
         pl.lit(run_id).alias("run_id"),

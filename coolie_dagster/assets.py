@@ -30,9 +30,9 @@ from coolie_dagster.tags import JOB_INDEX_TAG, JOB_NUM_TAG
 from coolie_dagster.translator import CoolieTranslator
 
 __all__ = [
+    "DRIFT_CHECK",
     "JOB_INDEX_TAG",
     "JOB_NUM_TAG",
-    "DRIFT_CHECK",
     "PREVIEW_ROWS",
     "build_coolie_assets",
     "build_dataflow_asset",

@@ -7,6 +7,7 @@ keys, groups, owners, tags or metadata; pass it to ``build_definitions(translato
 
 import hashlib
 import json
+import re
 from pathlib import PurePosixPath
 
 import dagster as dg
@@ -55,8 +56,10 @@ class CoolieTranslator:
         """The key of a source no dataflow produces (shown as an external asset)."""
         source = flow.source
         if isinstance(source, FileSource):
-            stem = PurePosixPath(source.path.split("*", 1)[0]).parts or (source.path,)
-            return dg.AssetKey(["source", source.connection, *[p for p in stem if p not in ("/", ".")]])
+            # The folder part before any wildcard names the source ("*.csv" is the connection itself).
+            stem = PurePosixPath(source.path.split("*", 1)[0]).parts
+            parts = [re.sub(r"[^A-Za-z0-9_]", "_", p) for p in stem if p not in ("/", ".")]
+            return dg.AssetKey(["source", source.connection, *parts])
         if isinstance(source, DeltaSource):
             return dg.AssetKey(["source", source.connection, *_table_key(source.table).path])
         if isinstance(source, SqlSource):
