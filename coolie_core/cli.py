@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from coolie_core.errors import CatalogError, CoolieError
 from coolie_core.models import Catalog
 from coolie_core.planning import plan_dataflows
 from coolie_core.sharding import ShardSpec
+
+if TYPE_CHECKING:
+    from coolie_core.driver import DataflowResult
 
 __all__ = ["app", "main"]
 
@@ -210,11 +213,23 @@ def run(
                 str(item.rows_written),
                 "" if item.delta_version is None else str(item.delta_version),
                 f"{item.duration_s:.2f}",
-                item.error or item.reason or "",
+                "; ".join(n for n in (item.error or item.reason, _quality_note(item)) if n),
             )
         out.print(table)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _quality_note(item: "DataflowResult") -> str:
+    """Quarantined rows and accepted schema drift, for the run summary."""
+    notes = []
+    if item.rows_rejected:
+        notes.append(f"{item.rows_rejected} rows quarantined in {item.quarantine_table}")
+    drift = item.schema_drift
+    if drift and item.status == "succeeded" and drift["new"]:
+        verb = {"evolve": "added", "ignore": "ignored"}.get(str(drift["policy"]), "new")
+        notes.append(f"columns {verb}: {', '.join(drift['new'])}")
+    return "; ".join(notes)
 
 
 @app.command()
