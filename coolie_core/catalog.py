@@ -20,7 +20,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from coolie_core.catalog_rules import check_references
 from coolie_core.errors import CatalogError, CatalogIssue
 from coolie_core.lineage import Lineage, build_lineage
-from coolie_core.locations import expand_env
+from coolie_core.locations import check_path_text, expand_env
 from coolie_core.models import (
     Catalog,
     CatalogDefaults,
@@ -32,12 +32,19 @@ from coolie_core.models import (
     SqlConnection,
     StageSpec,
 )
+from coolie_core.models._base import Name
 
 __all__ = ["CATALOG_SUFFIXES", "LoadedCatalog", "load_catalog", "read_document"]
 
 CATALOG_SUFFIXES = (".yaml", ".yml", ".json")
 _TOP_LEVEL = {"version", "defaults", "stages", "connections", "dataflows"}
 _CONNECTION_ADAPTER: TypeAdapter[Connection] = TypeAdapter(Connection)
+_NAME_ADAPTER: TypeAdapter[str] = TypeAdapter(Name)
+
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists a catalog document may have (a real one needs < 10)."""
+MAX_NODES = 1_000_000
+"""Most values a document may hold once YAML aliases are expanded (stops "billion laughs")."""
 
 
 # libyaml's C parser when available (large catalogs parse ~10x faster), else pure Python.
@@ -45,7 +52,54 @@ _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 
 class _StringDatesLoader(_SafeLoader):  # type: ignore[valid-type,misc]  # chosen at import time
-    """SafeLoader that keeps timestamps as strings, so YAML and JSON parse the same way."""
+    """SafeLoader that keeps timestamps as strings, so YAML and JSON parse the same way.
+
+    It also refuses a key given twice in one mapping (YAML would silently keep the last).
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return result
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # An explicit tag on a value it cannot hold (``!!float abc``, ``!!bool maybe``) makes
+        # PyYAML's constructors raise ValueError, KeyError...; report it as a YAML error at its line.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError):
+            kind = str(node.tag).removeprefix("tag:yaml.org,2002:")
+            value = f"{node.value!r} " if isinstance(node, yaml.ScalarNode) else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{value}is not a valid {kind}", node.start_mark
+            ) from None
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    # Python refuses to convert integers longer than 4300 digits (and YAML's base-60 integers
+    # grow without bound): report them at their line instead of raising a bare ValueError.
+    if len(str(node.value)) > 4000:
+        raise yaml.constructor.ConstructorError(
+            None, None, "integer is too long (more than 4000 characters)", node.start_mark
+        )
+    value: int = yaml.SafeLoader.construct_yaml_int(loader, node)
+    return value
+
+
+_StringDatesLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 _StringDatesLoader.yaml_implicit_resolvers = {
@@ -84,12 +138,119 @@ class _Document:
         return self._node
 
 
+class _ParseProblem(Exception):
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+def _check_yaml_shape(text: str) -> None:
+    """Refuse YAML nested deeper than :data:`MAX_DEPTH` or larger than :data:`MAX_NODES` once
+    aliases are expanded, and aliases to their own enclosing node (cyclic data).
+
+    Works on the parser's event stream, before anything is composed: libyaml's composer
+    recurses per level (a deep enough document crashes the interpreter) and a constructed
+    alias bomb would explode in whatever walks the data next.
+    """
+    anchors: list[str | None] = []
+    counts: list[int] = []
+    sizes: dict[str, int] = {}
+    total = 0
+    for event in yaml.parse(text, Loader=_StringDatesLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(counts) >= MAX_DEPTH:
+                raise _ParseProblem(f"nested deeper than {MAX_DEPTH} levels", line)
+            anchors.append(event.anchor)
+            counts.append(1)
+            total += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = anchors.pop(), counts.pop()
+            if anchor is not None:
+                sizes[anchor] = size
+            if counts:
+                counts[-1] += size
+        elif isinstance(event, yaml.NodeEvent):  # a scalar or an alias
+            size = 1
+            if isinstance(event, yaml.AliasEvent):
+                if event.anchor in anchors:
+                    raise _ParseProblem(f"alias *{event.anchor} refers to a node that contains it", line)
+                size = sizes.get(str(event.anchor), 1)
+            elif event.anchor is not None:
+                sizes[event.anchor] = 1
+            total += size
+            if counts:
+                counts[-1] += size
+        if total > MAX_NODES:
+            raise _ParseProblem(
+                f"more than {MAX_NODES:,} values once aliases are expanded (an alias bomb?)", line
+            )
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _ParseProblem(f"invalid JSON: duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _json_constant(name: str) -> Any:
+    raise _ParseProblem(f"invalid JSON: {name} is not a JSON number")
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether ``data`` nests lists/dicts deeper than :data:`MAX_DEPTH` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _load_text(text: str, *, is_json: bool) -> Any:
+    """Parse a document's text; every problem is a :class:`_ParseProblem` with its line."""
+    if is_json:
+        try:
+            data = json.loads(text, object_pairs_hook=_json_object, parse_constant=_json_constant)
+        except json.JSONDecodeError as exc:
+            raise _ParseProblem(f"invalid JSON: {exc.msg}", exc.lineno) from None
+        except RecursionError:
+            raise _ParseProblem(f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
+        except ValueError as exc:  # e.g. an integer too long to convert
+            raise _ParseProblem(f"invalid JSON: {exc}") from None
+        if _too_deep(data):
+            raise _ParseProblem(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
+        return data
+    try:
+        _check_yaml_shape(text)
+        return yaml.load(text, Loader=_StringDatesLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise _ParseProblem(f"invalid YAML: {problem}", line) from None
+    except _ParseProblem as exc:
+        raise _ParseProblem(f"invalid YAML: {exc.message}", exc.line) from None
+
+
 def read_document(path: Path) -> Any:
-    """Parse one catalog file (YAML or JSON) into plain Python data, dates kept as strings."""
+    """Parse one catalog file (YAML or JSON) into plain Python data, dates kept as strings.
+
+    Raises:
+        CatalogError: the file cannot be read or parsed (with its line when known).
+    """
     text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        return json.loads(text)
-    return yaml.load(text, Loader=_StringDatesLoader)  # noqa: S506 - a SafeLoader subclass
+    try:
+        return _load_text(text, is_json=path.suffix == ".json")
+    except _ParseProblem as exc:
+        raise CatalogError([CatalogIssue(str(path), None, "", exc.message, exc.line)]) from None
 
 
 def _catalog_files(path: Path) -> list[Path]:
@@ -111,22 +272,16 @@ def _parse(file: Path, label: str, issues: list[CatalogIssue]) -> _Document | No
     except OSError as exc:
         issues.append(CatalogIssue(label, None, "", f"cannot read the file: {exc.strerror or exc}"))
         return None
+    except UnicodeDecodeError as exc:
+        issues.append(CatalogIssue(label, None, "", f"not UTF-8 text: {exc.reason} at byte {exc.start}"))
+        return None
+    is_json = file.suffix == ".json"
     try:
-        if file.suffix == ".json":
-            data = json.loads(text)
-            yaml_text = None
-        else:
-            data = yaml.load(text, Loader=_StringDatesLoader)  # noqa: S506 - SafeLoader subclass
-            yaml_text = text
-    except json.JSONDecodeError as exc:
-        issues.append(CatalogIssue(label, None, "", f"invalid JSON: {exc.msg}", exc.lineno))
+        data = _load_text(text, is_json=is_json)
+    except _ParseProblem as exc:
+        issues.append(CatalogIssue(label, None, "", exc.message, exc.line))
         return None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        issues.append(CatalogIssue(label, None, "", f"invalid YAML: {problem}", line))
-        return None
+    yaml_text = None if is_json else text
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -184,7 +339,8 @@ def _field_path(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
 def _is_union_tag(node: dict[str, Any] | list[Any], key: str) -> bool:
     if not isinstance(node, dict):
         return False
-    return key in {node.get("kind"), node.get("format")} or key.startswith(("function-", "union["))
+    # A tuple, not a set: hostile values of kind/format may be unhashable lists or mappings.
+    return key in (node.get("kind"), node.get("format")) or key.startswith(("function-", "union["))
 
 
 def _render(path: Sequence[str | int]) -> str:
@@ -221,8 +377,30 @@ def _pydantic_issues(
 
 
 def _resolve_folder(raw_path: str, catalog_dir: Path) -> Path:
-    expanded = Path(expand_env(raw_path))
-    return expanded if expanded.is_absolute() else (catalog_dir / expanded).resolve()
+    """Expand env references and make the path absolute.
+
+    Raises:
+        KeyError: a referenced variable is unset.
+        ValueError: the result is not a usable path (NUL, unencodable, symlink loop).
+    """
+    text = expand_env(raw_path)
+    check_path_text(text)
+    expanded = Path(text)
+    if expanded.is_absolute():
+        return expanded
+    try:
+        return (catalog_dir / expanded).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise ValueError(f"cannot resolve path {text!r}: {exc}") from None
+
+
+def _out_of_range(
+    doc: _Document, dataflow: str | None, field: str, where: Sequence[str | int], exc: ArithmeticError
+) -> CatalogIssue:
+    """A validator overflowed (a date or duration beyond what Python can represent)."""
+    return CatalogIssue(
+        doc.file, dataflow, field, f"a value is out of range ({exc})", _line_of(doc.node, where)
+    )
 
 
 class _FlowLines:
@@ -283,7 +461,8 @@ def load_catalog(path: str | Path) -> LoadedCatalog:
                         _line_of(doc.node, [key]),
                     )
                 )
-        if data.get("version", 1) != 1:
+        version = data.get("version", 1)
+        if isinstance(version, bool) or version != 1:
             issues.append(
                 CatalogIssue(
                     doc.file,
@@ -317,6 +496,8 @@ def load_catalog(path: str | Path) -> LoadedCatalog:
                         dataflow=None,
                         prefix="defaults",
                     )
+                except ArithmeticError as exc:
+                    issues.append(_out_of_range(doc, None, "defaults", ["defaults"], exc))
 
         for section in ("stages", "connections"):
             value = data.get(section, {})
@@ -336,6 +517,12 @@ def load_catalog(path: str | Path) -> LoadedCatalog:
             for name, spec in value.items():
                 where = [section, name]
                 field = f"{section}.{name}"
+                try:
+                    _NAME_ADAPTER.validate_python(name)
+                except ValidationError as exc:
+                    message = f"invalid name {name!r}: {exc.errors()[0]['msg']}"
+                    issues.append(CatalogIssue(doc.file, None, field, message, _line_of(doc.node, where)))
+                    continue
                 seen = stages if section == "stages" else connections
                 if name in seen:
                     first = (
@@ -364,14 +551,18 @@ def load_catalog(path: str | Path) -> LoadedCatalog:
                     issues += _pydantic_issues(
                         exc, doc=doc, raw=spec, base_path=where, dataflow=None, prefix=field
                     )
-                except KeyError as exc:
+                except ArithmeticError as exc:
+                    issues.append(_out_of_range(doc, None, field, where, exc))
+                except (KeyError, ValueError) as exc:
+                    # An unset environment variable, or a path no file system accepts.
+                    key = "url" if isinstance(spec, dict) and spec.get("kind") == "sql" else "path"
                     issues.append(
                         CatalogIssue(
                             doc.file,
                             None,
-                            f"{field}.path",
-                            str(exc.args[0]),
-                            _line_of(doc.node, [*where, "path"]),
+                            f"{field}.{key}",
+                            str(exc.args[0]) if isinstance(exc, KeyError) else str(exc),
+                            _line_of(doc.node, [*where, key]),
                         )
                     )
 
@@ -400,6 +591,9 @@ def load_catalog(path: str | Path) -> LoadedCatalog:
                 flow = Dataflow.model_validate(raw)
             except ValidationError as exc:
                 issues += _pydantic_issues(exc, doc=doc, raw=raw, base_path=base, dataflow=label)
+                continue
+            except ArithmeticError as exc:
+                issues.append(_out_of_range(doc, label, "", base, exc))
                 continue
             if flow.name in origins:
                 issues.append(

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coolie_core.catalog import load_catalog
-from coolie_core.errors import CatalogError, CoolieError
+from coolie_core.errors import CatalogError, CatalogIssue, CoolieError
 from coolie_core.models import Catalog
 from coolie_core.planning import plan_dataflows
 from coolie_core.sharding import ShardSpec
@@ -95,9 +95,15 @@ def plan(
     planned = plan_dataflows(loaded, stage=stage, dataflows=dataflow or (), shard=shard)
     rows = [p.describe(loaded) for p in planned]
     if windows:
+        problems = []
         for row, item in zip(rows, planned, strict=True):
             spec = item.dataflow.partitions
-            row["windows"] = [] if spec is None else [w.key for w in plan_windows(spec)]
+            try:
+                row["windows"] = [] if spec is None else [w.key for w in plan_windows(spec)]
+            except (ValueError, OverflowError) as exc:  # e.g. more windows than plan_windows allows
+                problems.append(CatalogIssue(loaded.origins[item.name], item.name, "partitions", str(exc)))
+        if problems:
+            raise CatalogError(problems)
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return

@@ -7,7 +7,7 @@ connection's base folder: ``..`` escapes and outside absolute paths are rejected
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from coolie_core.models import (
@@ -20,6 +20,7 @@ from coolie_core.models import (
 )
 
 __all__ = [
+    "check_path_text",
     "destination_location",
     "expand_env",
     "resolve_within",
@@ -30,8 +31,18 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-def expand_env(value: str, *, environ: Mapping[str, str] | None = None) -> str:
+def expand_env(
+    value: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    quote: Callable[[str], str] | None = None,
+) -> str:
     """Expand ``${VAR}`` and ``${VAR:-default}`` references.
+
+    Args:
+        value: the text holding references.
+        environ: the variables (default: ``os.environ``).
+        quote: applied to each substituted value (not to the text around it), e.g. URL quoting.
 
     Raises:
         KeyError: a referenced variable is unset and has no default (the message names it).
@@ -44,30 +55,60 @@ def expand_env(value: str, *, environ: Mapping[str, str] | None = None) -> str:
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        raise KeyError(f"environment variable {name} is not set")
+            found = env[name]
+        elif default is not None:
+            found = default
+        else:
+            raise KeyError(f"environment variable {name} is not set")
+        return found if quote is None else quote(found)
 
     return _ENV_REF.sub(substitute, value)
+
+
+def check_path_text(path: str) -> None:
+    """Refuse text no file system accepts as a path: NUL characters, unencodable characters.
+
+    Raises:
+        ValueError: naming what is wrong.
+
+    >>> check_path_text("a\\x00b")
+    Traceback (most recent call last):
+    ValueError: path 'a\\x00b' contains a NUL character
+    """
+    if "\x00" in path:
+        raise ValueError(f"path {path!r} contains a NUL character")
+    try:
+        os.fsencode(path)
+    except UnicodeError:
+        raise ValueError(f"path {path!r} holds characters the file system cannot encode") from None
 
 
 def resolve_within(base: str | Path, relative: str) -> Path:
     """Join ``relative`` onto ``base`` and refuse anything that escapes ``base``.
 
-    Globs are allowed; only the part before the first glob character is checked.
+    Globs are allowed, but no ``..`` may follow a glob component (``*/../..`` would climb out
+    of whatever directory the glob matched).
 
     Raises:
-        ValueError: the path escapes ``base``.
+        ValueError: the path escapes ``base`` or is not a valid path.
+
+    >>> resolve_within("/data/raw", "orders/*.csv").as_posix()
+    '/data/raw/orders/*.csv'
+    >>> resolve_within("/data/raw", "*/../../etc/passwd")
+    Traceback (most recent call last):
+    ValueError: path '*/../../etc/passwd' escapes its connection folder '/data/raw'
     """
+    check_path_text(relative)
     base_path = Path(os.path.normpath(base))
-    fixed = _GLOB_CHARS.split(relative, maxsplit=1)[0]
-    candidate = Path(os.path.normpath(base_path / fixed)) if fixed else base_path
-    if candidate != base_path and base_path not in candidate.parents:
-        raise ValueError(f"path {relative!r} escapes its connection folder {str(base_path)!r}")
-    if not relative:
-        return base_path
-    return Path(os.path.normpath(base_path / relative))
+    escape = ValueError(f"path {relative!r} escapes its connection folder {str(base_path)!r}")
+    parts = Path(relative).parts
+    first_glob = next((i for i, part in enumerate(parts) if _GLOB_CHARS.search(part)), len(parts))
+    if ".." in parts[first_glob:]:
+        raise escape
+    full = Path(os.path.normpath(base_path / relative)) if relative else base_path
+    if full != base_path and base_path not in full.parents:
+        raise escape
+    return full
 
 
 def _connection_base(catalog: Catalog, name: str) -> Path:

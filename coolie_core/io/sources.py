@@ -11,13 +11,15 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 import threading
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
@@ -36,7 +38,10 @@ from coolie_core.models import (
 )
 from coolie_core.transforms import sql_expr
 
-__all__ = ["SqlBound", "fingerprint_source", "read_source"]
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+__all__ = ["SqlBound", "fingerprint_source", "read_source", "sql_url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,27 +125,77 @@ def _read_python(
     )
 
 
+_USERINFO = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>(?:\$\{[^}]*\}|[^@/?#$]|\$(?!\{))*)@(?P<rest>.*)$",
+    re.S,
+)
+"""``scheme://user:password@rest``; ``${...}`` references in the user info may hold any character."""
+
+
+def sql_url(template: str) -> "URL":
+    """The SQLAlchemy URL of a ``sql`` connection, its ``${VAR}`` references expanded.
+
+    Values substituted into the user name or password are URL-quoted first, so a password may
+    hold any character (``@``, ``/``, ``:``, ``%``...) and reaches the database unchanged. A URL
+    that is one reference (``${DATABASE_URL}``) is used as given (quote it yourself).
+
+    Raises:
+        KeyError: a referenced variable is unset (the message names the variable).
+        ValueError: the result is no SQLAlchemy URL (the message holds no part of it).
+
+    >>> os.environ["COOLIE_DOC_PW"] = "p@ss/w:rd"
+    >>> url = sql_url("postgresql://etl:${COOLIE_DOC_PW}@db/erp")
+    >>> url.password, url.host, url.render_as_string()
+    ('p@ss/w:rd', 'db', 'postgresql://etl:***@db/erp')
+    >>> del os.environ["COOLIE_DOC_PW"]
+    """
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import make_url
+
+    match = _USERINFO.match(template)
+    if match is None:
+        expanded = expand_env(template)
+    else:
+        userinfo = expand_env(match["userinfo"], quote=lambda value: urllib.parse.quote(value, safe=""))
+        expanded = f"{match['scheme']}{userinfo}@{expand_env(match['rest'])}"
+    try:
+        return make_url(expanded)
+    except (sa_exc.ArgumentError, ValueError):
+        # The message of either would quote the expanded URL, secrets included.
+        raise ValueError("not a valid SQLAlchemy URL once environment variables are expanded") from None
+
+
 def _read_sql(
     source: SqlSource, connection: SqlConnection, *, dataflow: str, bounds: list[SqlBound]
 ) -> pl.LazyFrame:
     import sqlalchemy as sa
     from sqlalchemy import exc as sa_exc
 
+    where = f"dataflow {dataflow}: connection {source.connection}"
     try:
-        url = expand_env(connection.url)
+        url = sql_url(connection.url)
     except KeyError as exc:
-        raise SourceError(f"dataflow {dataflow}: connection {source.connection}: {exc.args[0]}") from None
+        raise SourceError(f"{where}: {exc.args[0]}") from None
+    except ValueError as exc:
+        raise SourceError(f"{where}: {exc}") from None
+    try:
+        engine = sa.create_engine(url)
+    except ImportError as exc:  # the dialect's database driver is not installed
+        raise SourceError(f"{where}: database driver missing: {exc}") from None
+    except sa_exc.SQLAlchemyError as exc:  # e.g. an unknown dialect; the URL is not in the message
+        raise SourceError(f"{where}: {type(exc).__name__}: {exc}") from None
     base = (
         f"SELECT * FROM {source.table}" if source.table else f"SELECT * FROM ({source.query}) AS coolie_src"
     )
     clauses = [f"({source.filter})"] if source.filter else []
     params: dict[str, Any] = {}
+    quote_identifier = engine.dialect.identifier_preparer.quote_identifier
     for index, bound in enumerate(bounds):
+        # Values are bound parameters; the column is quoted by the database's own rules.
         key = f"coolie_p{index}"
-        clauses.append(f'"{bound.column}" {bound.op} :{key}')
+        clauses.append(f"{quote_identifier(bound.column)} {bound.op} :{key}")
         params[key] = bound.value
     text = base + (" WHERE " + " AND ".join(clauses) if clauses else "")
-    engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
             frame = pl.read_database(
