@@ -42,13 +42,16 @@ class DurationSpec(_Model):
         return self
 
     def as_timedelta(self) -> dt.timedelta:
-        return dt.timedelta(
-            weeks=self.weeks,
-            days=self.days,
-            hours=self.hours,
-            minutes=self.minutes,
-            seconds=self.seconds,
-        )
+        try:
+            return dt.timedelta(
+                weeks=self.weeks,
+                days=self.days,
+                hours=self.hours,
+                minutes=self.minutes,
+                seconds=self.seconds,
+            )
+        except OverflowError:
+            raise ValueError("a duration must be shorter than 999999999 days") from None
 
 
 class LookbackSpec(DurationSpec):
@@ -77,13 +80,13 @@ class RetrySpec(_Model):
 
     count: int = Field(0, ge=0, le=100)
     """Retries after the first attempt (0 = no retry)."""
-    delay: float = Field(1.0, ge=0)
+    delay: float = Field(1.0, ge=0, le=86400, allow_inf_nan=False)
     """Seconds before the first retry."""
     backoff: Literal["fixed", "exponential"] = "exponential"
     """``exponential`` doubles the delay after each attempt."""
-    max_delay: float = Field(300.0, ge=0)
+    max_delay: float = Field(300.0, ge=0, le=86400, allow_inf_nan=False)
     """Upper bound on one delay, in seconds."""
-    jitter: float = Field(0.0, ge=0)
+    jitter: float = Field(0.0, ge=0, le=86400, allow_inf_nan=False)
     """Up to this many seconds of random delay added to each wait."""
 
 
@@ -143,7 +146,10 @@ class PartitionSpec(_Model):
 
 def _as_comparable(value: dt.datetime | dt.date | int) -> Any:
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+        try:
+            return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+        except OverflowError:
+            raise ValueError(f"{value.isoformat()} is out of the supported date range") from None
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day)
     return value

@@ -31,7 +31,9 @@ class SqlConnection(_Model):
     kind: Literal["sql"]
     url: str
     """SQLAlchemy URL. Put secrets in environment variables: ``postgresql://etl:${PG_PASSWORD}@db/x``.
-    References are expanded only when connecting and never logged."""
+    References are expanded only when connecting and never logged. A value substituted into the
+    user or password may hold any character (it is URL-quoted; do not pre-encode it); a whole URL
+    given by reference (``${DB_URL}``) is used as given, percent-encoded by you."""
 
     @field_validator("url")
     @classmethod
