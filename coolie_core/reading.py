@@ -17,29 +17,45 @@ from coolie_core.transforms import apply_transforms
 from coolie_core.watermarks import Watermark
 from coolie_core.windows import Window
 
-__all__ = ["collect", "read_frame", "sql_bounds"]
+__all__ = ["DATA_ERRORS", "as_data_error", "collect", "read_frame", "scan_frame", "sql_bounds"]
+
+
+DATA_ERRORS = (
+    pl.exceptions.InvalidOperationError,
+    pl.exceptions.ComputeError,
+    pl.exceptions.SchemaError,
+    pl.exceptions.ColumnNotFoundError,
+    pl.exceptions.SQLInterfaceError,
+)
+"""Polars errors that mean bad data or a bad transform (not a failing machine)."""
+
+
+def as_data_error(exc: Exception, *, dataflow: str) -> DataError:
+    """A :class:`DataError` for one of :data:`DATA_ERRORS`: its first paragraph names the column
+    and the offending values (polars' hints follow it and are dropped)."""
+    detail = str(exc).strip().split("\n\n", 1)[0]
+    return DataError(f"dataflow {dataflow}: {type(exc).__name__}: {detail}")
 
 
 def collect(lf: pl.LazyFrame, *, dataflow: str) -> pl.DataFrame:
     """Collect with the streaming engine; data errors (bad casts...) become :class:`DataError`."""
     try:
         return lf.collect(engine="streaming")
-    except (
-        pl.exceptions.InvalidOperationError,
-        pl.exceptions.ComputeError,
-        pl.exceptions.SchemaError,
-        pl.exceptions.ColumnNotFoundError,
-        pl.exceptions.SQLInterfaceError,
-    ) as exc:
-        # The first paragraph names the column and the offending values; polars' hints follow.
-        detail = str(exc).strip().split("\n\n", 1)[0]
-        raise DataError(f"dataflow {dataflow}: {type(exc).__name__}: {detail}") from exc
+    except DATA_ERRORS as exc:
+        raise as_data_error(exc, dataflow=dataflow) from exc
 
 
 def read_frame(
     catalog: Catalog, flow: Dataflow, *, window: Window | None = None, watermark: Watermark | None = None
 ) -> pl.DataFrame:
     """The rows a run of ``flow`` loads: inside ``window`` and newer than ``watermark``."""
+    return collect(scan_frame(catalog, flow, window=window, watermark=watermark), dataflow=flow.name)
+
+
+def scan_frame(
+    catalog: Catalog, flow: Dataflow, *, window: Window | None = None, watermark: Watermark | None = None
+) -> pl.LazyFrame:
+    """:func:`read_frame`'s rows as a LazyFrame, not yet read (for streaming them to a writer)."""
     lf = read_source(
         catalog,
         flow,
@@ -67,7 +83,7 @@ def read_frame(
         expr = watermark_expr(watermark, flow.lookback, schema, where=flow.name)
         if expr is not None:
             lf = lf.filter(expr)
-    return collect(lf, dataflow=flow.name)
+    return lf
 
 
 def _outputs(transform: Any) -> list[str]:

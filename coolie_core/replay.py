@@ -27,13 +27,13 @@ from typing import Any, Literal
 import polars as pl
 
 from coolie_core.catalog import LoadedCatalog
+from coolie_core.engines import engine_for
 from coolie_core.errors import CatalogError, CatalogIssue, CoolieError
 from coolie_core.faults import fault_point
 from coolie_core.io.delta import CommitInfo, delta_table_exists, write_delta
 from coolie_core.io.sources import fingerprint_source
 from coolie_core.locations import destination_location
 from coolie_core.models import Dataflow, PartitionSpec
-from coolie_core.reading import read_frame
 from coolie_core.transforms import add_system_columns, cdc_deleted, latest_per_key
 from coolie_core.watermarks import Watermark, max_watermark, read_delta_watermark
 from coolie_core.windows import Bound, Window, plan_windows
@@ -195,6 +195,7 @@ def replay_dataflow(
     app = f"coolie:{flow.name}:replay:{replay_id}"
     done = (DeltaTable(str(dest)).transaction_version(app) or 0) if delta_table_exists(dest) else 0
     flow_for_read = flow.model_copy(update={"partitions": spec})
+    read_frame = engine_for(catalog, flow).read_frame
     destination = flow.destination.model_copy(update={"load": "replace_window"})
     chunks: list[ChunkResult] = []
 

@@ -20,6 +20,7 @@ import polars as pl
 
 from coolie_core.catalog import LoadedCatalog
 from coolie_core.driver import DataflowResult
+from coolie_core.engines import use_spark_session
 from coolie_core.locations import destination_location
 from coolie_core.models import Catalog, Dataflow, RetrySpec
 from coolie_core.sharding import ShardSpec, assign_shard
@@ -106,7 +107,7 @@ def build_dataflow_asset(
         ),
     )
 
-    @dg.multi_asset(
+    decorator = dg.multi_asset(
         specs=[spec.replace_attributes(skippable=True)],
         check_specs=[drift_check],
         # Subsettable so the drift check's output is optional: a shard that skips the dataflow
@@ -117,6 +118,19 @@ def build_dataflow_asset(
         retry_policy=retry_policy_for(loaded.catalog.retry_for(flow)),
         backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None,
     )
+    if loaded.catalog.engine_for(flow) == "spark":
+
+        @decorator
+        def _spark_dataflow_asset(
+            context: dg.AssetExecutionContext, coolie: CoolieResource, pyspark: dg.ResourceParam[Any]
+        ) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
+            # The pyspark resource starts (or finds) the process' session; coolie's engine uses it.
+            use_spark_session(pyspark.spark_session)
+            yield from _materialize(context, coolie, name=name, partitions_def=partitions_def)
+
+        return _spark_dataflow_asset
+
+    @decorator
     def _dataflow_asset(
         context: dg.AssetExecutionContext, coolie: CoolieResource
     ) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:

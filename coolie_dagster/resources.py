@@ -4,17 +4,30 @@ It loads the catalog once per process (re-loading only when a catalog file chang
 each run a :class:`~coolie_core.driver.Driver` stamped with the Dagster run id. Retries are off in
 that Driver: Dagster's ``RetryPolicy`` (built from the same catalog) re-runs the op, and stacking
 both loops would square the attempts.
+
+Catalogs with Spark dataflows also get ``pyspark`` (:func:`build_spark_resource`): Spark assets
+ask for it and hand its session to coolie's Spark engine — one session per process.
 """
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from coolie_core.catalog import CATALOG_SUFFIXES, LoadedCatalog, load_catalog
 from coolie_core.driver import Driver
 
-__all__ = ["CoolieResource", "load_catalog_cached"]
+__all__ = [
+    "SPARK_RESOURCE_KEY",
+    "CoolieResource",
+    "build_spark_resource",
+    "load_catalog_cached",
+    "uses_spark",
+]
+
+SPARK_RESOURCE_KEY = "pyspark"
+"""Resource key of the Spark session resource (present only when the catalog has Spark dataflows)."""
 
 _CACHE: dict[Path, tuple[tuple[tuple[str, int, int], ...], LoadedCatalog]] = {}
 _CACHE_LOCK = threading.Lock()
@@ -80,3 +93,24 @@ class CoolieResource(dg.ConfigurableResource["CoolieResource"]):
     def get_driver(self, *, run_id: str) -> Driver:
         """A Driver for one Dagster run: records and commits carry ``run_id``; no inner retries."""
         return Driver(self.load_catalog(), state_dir=self.state_dir, run_id=run_id, retries=False)
+
+
+def uses_spark(loaded: LoadedCatalog) -> bool:
+    """Whether any enabled dataflow of the catalog runs on the Spark engine."""
+    catalog = loaded.catalog
+    return any(catalog.engine_for(flow) == "spark" for flow in catalog.dataflows if flow.enabled)
+
+
+def build_spark_resource(spark_config: dict[str, str] | None = None) -> Any:
+    """``dagster_pyspark.LazyPySparkResource`` with coolie's Spark settings: the session starts when
+    the first Spark dataflow runs and is shared by every op of the process.
+
+    ``spark.master`` comes from ``$COOLIE_SPARK_MASTER`` (default ``local[2]``): point it at a
+    cluster (``spark://host:7077``, ``yarn``, ``k8s://...``) to run there; ``spark_config`` adds or
+    overrides settings. Importing pyspark is deferred to this call.
+    """
+    from dagster_pyspark import LazyPySparkResource
+
+    from coolie_core.engines.spark import spark_config as coolie_spark_config
+
+    return LazyPySparkResource(spark_config={**coolie_spark_config(), **(spark_config or {})})
