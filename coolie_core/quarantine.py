@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from coolie_core.errors import DataError
+from coolie_core.io.delta import delta_table_exists
 from coolie_core.locations import resolve_within
 from coolie_core.models import (
     AcceptedValuesRule,
@@ -178,7 +179,7 @@ def write_quarantine(path: Path, rejects: Rejects, *, dataflow: str, run_id: str
     if rejects.count == 0:
         return False
     app = _app_id(dataflow)
-    if batch is not None and (path / "_delta_log").is_dir():
+    if batch is not None and delta_table_exists(path):
         done = DeltaTable(str(path)).transaction_version(app)
         if done is not None and done >= batch:
             return False

@@ -30,7 +30,15 @@ from coolie_core.watermarks import (
     encode_watermark,
 )
 
-__all__ = ["CommitInfo", "WriteResult", "delta_table_exists", "quote", "window_predicate", "write_delta"]
+__all__ = [
+    "CommitInfo",
+    "WriteResult",
+    "delta_table_exists",
+    "quote",
+    "window_predicate",
+    "write_delta",
+    "write_delta_batches",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +85,13 @@ class WriteResult:
 
 
 def delta_table_exists(path: str | Path) -> bool:
-    return (Path(path) / "_delta_log").is_dir()
+    """Whether ``path`` holds a Delta table: a ``_delta_log`` with a commit or checkpoint in it.
+
+    A process killed while creating the table can leave the log folder with only a temporary
+    commit file: that is no table yet, and the next write creates it.
+    """
+    log = Path(path) / "_delta_log"
+    return log.is_dir() and any(entry.name[:1].isdigit() for entry in log.iterdir())
 
 
 def quote(column: str) -> str:
@@ -142,6 +156,18 @@ def _wrap_errors(exc: Exception, *, dataflow: str, table: Path) -> Exception:
     return exc
 
 
+def _snapshot(path: Path, info: CommitInfo) -> Any:
+    """The table a batch is written against; a batch another run committed meanwhile is a conflict."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(str(path))
+    if info.batch is not None and (table.transaction_version(app_id(info.dataflow)) or 0) >= info.batch:
+        raise TransientError(
+            f"dataflow {info.dataflow}: batch {info.batch} was committed to {path} by another run meanwhile"
+        )
+    return table
+
+
 def write_delta(
     path: Path,
     frame: pl.DataFrame,
@@ -174,11 +200,15 @@ def write_delta(
     load = destination.load
     partition_by = destination.partition_by or None
     exists = delta_table_exists(path)
+    # Write against the snapshot the batch was checked on: a run of the same dataflow committing
+    # meanwhile makes this commit conflict instead of landing the batch twice.
+    snapshot = _snapshot(path, info) if exists else None
+    target: Any = str(path) if snapshot is None else snapshot
 
     def append(data: pl.DataFrame) -> WriteResult:
         """Append (creating the table on first write) in one commit."""
         write_deltalake(
-            str(path),
+            target,
             data.to_arrow(),
             mode="append",
             partition_by=partition_by,
@@ -196,6 +226,7 @@ def write_delta(
                 info=info,
                 order_columns=order_columns,
                 evolve_schema=evolve_schema,
+                snapshot=snapshot,
             )
         if load == "append" or (load == "merge" and not exists):
             data = frame
@@ -212,7 +243,7 @@ def write_delta(
             return append(data)
         if load == "overwrite":
             write_deltalake(
-                str(path),
+                target,
                 frame.to_arrow(),
                 mode="overwrite",
                 schema_mode="overwrite",
@@ -231,7 +262,7 @@ def write_delta(
                 return append(frame)
             predicate = window_predicate(window_column, windows, dtype, timezone=window_timezone)
             write_deltalake(
-                str(path),
+                target,
                 frame.to_arrow(),
                 mode="overwrite",
                 predicate=predicate,
@@ -244,7 +275,7 @@ def write_delta(
         data = _dedup_keys(
             frame, keys, order_columns, policy=destination.on_duplicate_keys, dataflow=info.dataflow
         )
-        table = DeltaTable(str(path))
+        table = target
         fault_point("delta_commit", info.dataflow)
         predicate = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
         merger = table.merge(
@@ -268,6 +299,47 @@ def write_delta(
         metrics = merger.execute()
         table.update_incremental()
         return WriteResult(data.height, table.version(), dict(metrics))
+    except (DataError, WriteError, TransientError):
+        raise
+    except Exception as exc:
+        wrapped = _wrap_errors(exc, dataflow=info.dataflow, table=path)
+        if wrapped is exc:
+            raise
+        raise wrapped from exc
+
+
+def write_delta_batches(
+    path: Path,
+    batches: Any,
+    *,
+    destination: DestinationSpec,
+    info: CommitInfo,
+    evolve_schema: bool = False,
+) -> int:
+    """Append or overwrite from a stream of Arrow record batches in one commit; the Delta version.
+
+    ``batches`` is anything Arrow can stream (a ``pyarrow.RecordBatchReader``): delta-rs writes
+    the files as the batches arrive, so the rows never sit in memory whole. Same commit
+    metadata, snapshot check and error mapping as :func:`write_delta`; used for
+    ``append``/``overwrite`` only (the other loads need the whole frame).
+    """
+    from deltalake import DeltaTable, write_deltalake
+
+    load = destination.load
+    if load not in ("append", "overwrite"):
+        raise ValueError(f"write_delta_batches writes append and overwrite loads, not {load}")
+    snapshot = _snapshot(path, info) if delta_table_exists(path) else None
+    try:
+        write_deltalake(
+            str(path) if snapshot is None else snapshot,
+            batches,
+            mode=load,
+            partition_by=destination.partition_by or None,
+            schema_mode="overwrite" if load == "overwrite" else "merge" if evolve_schema else None,
+            commit_properties=info.properties(),
+        )
+        version: int = DeltaTable(str(path)).version()
+        return version
     except (DataError, WriteError, TransientError):
         raise
     except Exception as exc:

@@ -16,11 +16,12 @@ All of it — closing old versions, corrections and inserts — is one MERGE, so
 """
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from coolie_core.errors import DataError
+from coolie_core.faults import fault_point
 from coolie_core.io.delta import WriteResult, delta_table_exists, quote
 from coolie_core.models import DestinationSpec
 from coolie_core.transforms import LOADED_AT, SYSTEM_COLUMNS
@@ -64,11 +65,13 @@ def write_scd2(
     info: "CommitInfo",
     order_columns: list[str],
     evolve_schema: bool = False,
+    snapshot: Any = None,
 ) -> WriteResult:
     """Apply ``frame`` as a batch of changes to an SCD2 history table.
 
     ``evolve_schema`` adds the frame's new columns to the table (schema drift policy ``evolve``);
-    the current versions count as null in them.
+    the current versions count as null in them. ``snapshot``: the ``DeltaTable`` to read the
+    current versions from and commit against (a commit by someone else since then conflicts).
     """
     from deltalake import DeltaTable, write_deltalake
 
@@ -108,10 +111,10 @@ def write_scd2(
         )
         return WriteResult(out.height, DeltaTable(str(path)).version())
 
-    table = DeltaTable(str(path))
+    table = snapshot if snapshot is not None else DeltaTable(str(path))
     stored = set(table.schema().to_arrow().names)
     current = (
-        pl.scan_delta(str(path))
+        pl.scan_delta(str(path), version=table.version())
         .filter(pl.col(cur))
         .join(batch.select(keys).unique().lazy(), on=keys, how="semi")
         .select([*keys, *(c for c in tracked if c in stored), vf])
@@ -158,6 +161,7 @@ def write_scd2(
         [*(f"t.{quote(k)} = s.{quote(_MK + k)}" for k in keys), f"t.{quote(cur)} = true"]
     )
     target_columns = list(columns)
+    fault_point("delta_commit", info.dataflow)
     metrics = (
         table.merge(
             source=source.to_arrow(),
