@@ -10,7 +10,8 @@
   every dataflow, e.g. ``oserror:before_commit::2``.
 
 Points: ``after_read``, ``before_commit``, ``after_commit``, ``after_files`` (parquet
-destinations, before the watermark is stored), ``delta_commit`` (a merge or scd2 has its table
+destinations before the watermark is stored; Spark appends between the Parquet files and the
+Delta commit), ``delta_commit`` (a merge or scd2 has its table
 snapshot and is about to commit), ``after_chunk`` (a replay chunk has committed),
 ``after_quarantine`` (rejected rows are written, the batch is not).
 
