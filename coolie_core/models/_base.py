@@ -51,7 +51,7 @@ class DurationSpec(_Model):
                 seconds=self.seconds,
             )
         except OverflowError:
-            raise ValueError("a duration must be shorter than 999999999 days") from None
+            raise ValueError("a duration is out of range: at most 999999999 days") from None
 
 
 class LookbackSpec(DurationSpec):
@@ -149,7 +149,7 @@ def _as_comparable(value: dt.datetime | dt.date | int) -> Any:
         try:
             return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
         except OverflowError:
-            raise ValueError(f"{value.isoformat()} is out of the supported date range") from None
+            raise ValueError(f"{value.isoformat()} is out of range for a date") from None
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day)
     return value
