@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO := examples/demo
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint typecheck pytest dev clean
+.PHONY: setup demo test lint typecheck pytest dev bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,5 +42,9 @@ test: lint typecheck pytest
 dev: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# Benchmarks against raw polars + deltalake and bare Dagster (BENCHMARKS.md); ARGS=--quick for a smoke run.
+bench: setup
+	$(PY) -m benchmarks.run $(ARGS)
+
 clean:
-	rm -rf $(VENV) .dagster_home $(DEMO)/data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .dagster_home $(DEMO)/data .pytest_cache .mypy_cache .ruff_cache .bench

@@ -23,18 +23,19 @@ import polars as pl
 
 from coolie_core.catalog import LoadedCatalog
 from coolie_core.drift import SchemaDriftError, reconcile_schema, table_schema
+from coolie_core.engines import engine_for
 from coolie_core.errors import CoolieError, DataError
 from coolie_core.executor import TaskEvent, execute
 from coolie_core.faults import fault_point
 from coolie_core.io.delta import CommitInfo, write_delta
 from coolie_core.io.parquet import discard_uncommitted, write_parquet_folder
 from coolie_core.io.sources import fingerprint_source
+from coolie_core.io.stream import can_stream, stream_dataflow
 from coolie_core.locations import destination_location
 from coolie_core.maintenance import MaintenanceResult, run_maintenance
 from coolie_core.models import Dataflow
 from coolie_core.planning import PlannedDataflow, plan_dataflows
 from coolie_core.quarantine import check_threshold, quarantine_location, split_rejects, write_quarantine
-from coolie_core.reading import read_frame
 from coolie_core.replay import (
     ChunkResult,
     Every,
@@ -421,18 +422,44 @@ class Driver:
         if window is None and not force and fingerprint is not None and fingerprint == state.source:
             return replace(base, reason=f"source unchanged since batch {state.batch}")
 
+        # ---- streaming path (coolie_core.io.stream): a polars append/overwrite to Delta goes from
+        # the source to the table batch by batch, in one commit, never collected whole.
+        if window is None and can_stream(catalog, flow):
+            streamed = stream_dataflow(
+                catalog, flow, dest=dest, state=state, run_id=self.run_id, source=fingerprint
+            )
+            if streamed.rows_written == 0:
+                return replace(base, reason="no new rows" if flow.watermark_columns else "source is empty")
+            drifted = streamed.drift is not None and streamed.drift.drifted
+            return replace(
+                base,
+                status="succeeded",
+                rows_read=streamed.rows_read,
+                rows_written=streamed.rows_written,
+                watermark_after=streamed.watermark,
+                delta_version=streamed.version,
+                schema_drift=streamed.drift.to_record() if drifted and streamed.drift else None,
+            )
+        # ---- end of the streaming path
+
         destination = flow.destination
+        engine = engine_for(catalog, flow)
         if window is None:
-            frame = read_frame(catalog, flow, watermark=wm_before)
+            read = engine.read_batch(catalog, flow, watermark=wm_before)
+            # A large Spark append stays on the executors; the shared steps use a schema stand-in.
+            distributed = None if isinstance(read, pl.DataFrame) else read
+            frame = read if isinstance(read, pl.DataFrame) else read.empty()
         else:
             # A window run replaces exactly that window (replay semantics), whatever the load:
             # running it twice leaves the same table. The watermark is neither read nor moved.
             check_window_run(self.loaded, flow)
-            frame = prepare_window_rows(flow, read_frame(catalog, flow, window=window))
+            distributed = None
+            frame = prepare_window_rows(flow, engine.read_frame(catalog, flow, window=window))
             destination = destination.model_copy(update={"load": "replace_window"})
         fault_point("after_read", flow.name)
-        rows_read = frame.height
-        wm_after = max_watermark(frame, flow.watermark_columns, wm_before, dataflow=flow.name)
+        rows_read = frame.height if distributed is None else distributed.height
+        maxima = frame if distributed is None else distributed.maxima(flow.watermark_columns)
+        wm_after = max_watermark(maxima, flow.watermark_columns, wm_before, dataflow=flow.name)
         if rows_read == 0 and window is None:
             return replace(base, reason="no new rows" if flow.watermark_columns else "source is empty")
         batch = state.batch + 1
@@ -440,10 +467,9 @@ class Driver:
             frame, quarantined = self._quarantine(flow, frame, window=window_text, batch=batch)
             base = replace(base, **quarantined)
 
+        loaded_at = dt.datetime.now(dt.UTC)
         if flow.system_columns:
-            frame = add_system_columns(
-                frame.lazy(), loaded_at=dt.datetime.now(dt.UTC), run_id=self.run_id
-            ).collect()
+            frame = add_system_columns(frame.lazy(), loaded_at=loaded_at, run_id=self.run_id).collect()
         frame, drift = reconcile_schema(
             frame,
             table_schema(dest, format=flow.destination.format),
@@ -473,17 +499,21 @@ class Driver:
                 assert flow.partitions is not None
                 column = flow.partitions.column
                 bounds = [(window.lo, window.hi)] if window is not None else self._covering(flow, frame)
-            written = write_delta(
-                dest,
-                frame,
-                destination=destination,
-                info=info,
-                order_columns=flow.watermark_columns,
-                window_column=column,
-                windows=bounds,
-                window_timezone=flow.partitions.timezone if flow.partitions is not None else "UTC",
-                evolve_schema=drift.evolve,
-            )
+            if distributed is not None:  # Spark tasks write Parquet; one delta-rs commit
+                system = (loaded_at, self.run_id) if flow.system_columns else None
+                written = distributed.append_delta(dest, info=info, like=frame, system_columns=system)
+            else:
+                written = write_delta(
+                    dest,
+                    frame,
+                    destination=destination,
+                    info=info,
+                    order_columns=flow.watermark_columns,
+                    window_column=column,
+                    windows=bounds,
+                    window_timezone=flow.partitions.timezone if flow.partitions is not None else "UTC",
+                    evolve_schema=drift.evolve,
+                )
             rows_written, version = written.rows_written, written.version
         else:
             rows_written = write_parquet_folder(

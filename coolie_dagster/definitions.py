@@ -5,6 +5,7 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -12,7 +13,7 @@ from coolie_core.catalog import LoadedCatalog
 from coolie_dagster.assets import build_coolie_assets
 from coolie_dagster.checks import build_asset_checks
 from coolie_dagster.jobs import build_stage_jobs
-from coolie_dagster.resources import CoolieResource
+from coolie_dagster.resources import SPARK_RESOURCE_KEY, CoolieResource, build_spark_resource, uses_spark
 from coolie_dagster.schedules import build_schedules
 from coolie_dagster.sensors import build_sensors
 from coolie_dagster.translator import CoolieTranslator
@@ -56,6 +57,11 @@ def build_source_specs(
     return specs
 
 
+def _spark_resources(loaded: LoadedCatalog) -> dict[str, Any]:
+    """The pyspark resource, only for catalogs with Spark dataflows (pyspark stays unimported)."""
+    return {SPARK_RESOURCE_KEY: build_spark_resource()} if uses_spark(loaded) else {}
+
+
 def build_definitions(
     catalog_path: str | os.PathLike[str],
     *,
@@ -90,7 +96,7 @@ def build_definitions(
         jobs=build_stage_jobs(loaded, assets),
         schedules=build_schedules(loaded, translator=translator),
         sensors=build_sensors(loaded, translator=translator),
-        resources={"coolie": resource},
+        resources={"coolie": resource, **_spark_resources(loaded)},
     )
 
 

@@ -24,6 +24,7 @@ load time, so those specs need an ``end``.
 """
 
 import datetime as dt
+import functools
 from collections import Counter
 from collections.abc import Iterable
 from zoneinfo import ZoneInfo
@@ -84,6 +85,15 @@ def _time_window_def(spec: PartitionSpec) -> dg.TimeWindowPartitionsDefinition |
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _cached_time_window_def(spec: PartitionSpec) -> dg.TimeWindowPartitionsDefinition | None:
+    """:func:`_time_window_def` once per distinct spec (the column plays no part): catalogs repeat
+    a few cadences over thousands of dataflows. Dagster computes time-window keys from the clock
+    itself, so a cached definition never goes stale (static keys are not cached: they are
+    planned up to now)."""
+    return _time_window_def(spec)
+
+
 def build_partitions_def(
     spec: PartitionSpec | None, *, dataflow: str = "?"
 ) -> dg.PartitionsDefinition | None:
@@ -106,7 +116,7 @@ def build_partitions_def(
     """
     if spec is None:
         return None
-    time_def = _time_window_def(spec)
+    time_def = _cached_time_window_def(spec.model_copy(update={"column": ""}))
     if time_def is not None:
         return time_def
     if spec.end is None:

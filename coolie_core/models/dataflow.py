@@ -167,6 +167,9 @@ class CatalogDefaults(_Model):
     """Dataflows run in parallel within one run."""
 
 
+_INDEX = "__coolie_dataflow_index__"
+
+
 class Catalog(_Model):
     """A coolie catalog document: ``connections`` and ``dataflows``.
 
@@ -181,10 +184,18 @@ class Catalog(_Model):
     dataflows: list[Dataflow] = Field(default_factory=list)
 
     def dataflow(self, name: str) -> Dataflow:
-        for flow in self.dataflows:
-            if flow.name == name:
-                return flow
-        raise KeyError(name)
+        """The dataflow called ``name`` (KeyError if none): a dict lookup, not a scan, so that
+        callers looping over every dataflow stay linear in the catalog's size."""
+        # The index lives in __dict__ beside the fields: pydantic ignores non-field keys when
+        # comparing and dumping. A copy holding other dataflows (another list) re-indexes.
+        key = (id(self.dataflows), len(self.dataflows))
+        cached = self.__dict__.get(_INDEX)
+        if cached is None or cached[0] != key:
+            cached = self.__dict__[_INDEX] = (key, {flow.name: flow for flow in self.dataflows})
+        try:
+            return cached[1][name]
+        except KeyError:
+            raise KeyError(name) from None
 
     def retry_for(self, flow: Dataflow) -> RetrySpec:
         return flow.retry or self.defaults.retry

@@ -1,0 +1,350 @@
+"""Run every benchmark and print one table: ``python -m benchmarks.run`` (or ``make bench``).
+
+Sections (``--only`` picks some):
+
+* ``throughput`` — coolie's Polars path vs a plain polars + deltalake script (and the same script
+  writing coolie's two system columns) for parquet->Delta append, csv->Delta append, merge of 10%
+  changed rows and replace_window of one month, at each ``--rows``; rows/s, the ratio, peak RSS;
+* ``memory`` — a parquet->Delta append whose input is larger than ``--budget-mb`` in memory;
+* ``noop`` — a run of ``--noop-dataflows`` incremental dataflows with nothing new, and the cost of
+  one watermark lookup on a short and a long Delta log;
+* ``dagster`` — building coolie's Definitions and passing ``dagster definitions validate`` for
+  generated catalogs of ``--dataflows`` dataflows, next to bare-Dagster AssetSpecs.
+
+Every measurement is a fresh interpreter (peak RSS per case; see :mod:`benchmarks.measure`).
+Times are the best of ``--repeat`` runs, coolie and baseline interleaved. Data is generated with
+a fixed seed under ``--work`` and kept between runs. ``--quick`` runs tiny sizes (a smoke test).
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.catalogs import write_catalog
+from benchmarks.measure import Measured, python_child, run_child
+
+SECTIONS = ("throughput", "memory", "noop", "dagster")
+CASE_LABELS = {
+    "parquet_append": "parquet -> Delta append",
+    "csv_append": "csv -> Delta append",
+    "merge": "merge 10% changed rows",
+    "replace_window": "replace_window one month",
+}
+THROUGHPUT_TARGET = 0.9
+MEMORY_TARGET = 1.5
+DAGSTER_TARGET = 1.3
+
+
+def _log(message: str) -> None:
+    print(f"[bench {dt.datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _best(runs: list[Measured]) -> dict[str, float]:
+    """Fastest time of the repeats and the median peak RSS."""
+    return {
+        "seconds": min(r.seconds for r in runs),
+        "cpu_s": min(r.cpu_s for r in runs),
+        "rss_mb": statistics.median(r.peak_rss_mb for r in runs),
+        "rows": float(runs[0].report.get("rows", 0)),
+    }
+
+
+def _interleaved(
+    impls: Sequence[str], repeat: int, measure: Callable[[str], Measured]
+) -> dict[str, dict[str, float]]:
+    runs: dict[str, list[Measured]] = {impl: [] for impl in impls}
+    for _ in range(repeat):
+        for impl in impls:
+            runs[impl].append(measure(impl))
+    return {impl: _best(r) for impl, r in runs.items()}
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def throughput(work: Path, sizes: Sequence[int], repeat: int) -> list[dict[str, Any]]:
+    rows = []
+    for n in sizes:
+        _log(f"data for {n:,} rows")
+        data = work / "data" / str(n)
+        python_child("benchmarks.data", str(work / "data"), str(n))
+        for case in CASE_LABELS:
+            impls = ["coolie", "baseline", "baseline_sys"]
+            impls += ["naive_sys"] if case == "parquet_append" else []
+            impls += ["coolie_nosys"] if case in ("merge", "replace_window") else []
+            _log(f"{case} at {n:,} rows: {', '.join(impls)} x{repeat}")
+            scratch = work / "scratch"
+            best = _interleaved(
+                impls,
+                repeat,
+                lambda impl, case=case, data=data, scratch=scratch: python_child(  # type: ignore[misc]
+                    "benchmarks.throughput", case, impl, str(data), str(scratch / f"{case}-{impl}")
+                ),
+            )
+            shutil.rmtree(scratch, ignore_errors=True)
+            rows.append({"case": case, "n": n, **{impl: best[impl] for impl in impls}})
+    return rows
+
+
+def memory(work: Path, n: int, budget_mb: int) -> dict[str, Any]:
+    """One parquet->Delta append of ``n`` rows, more than ``budget_mb`` once in memory."""
+    folder = work / "data" / f"big_{n}"
+    _log(f"data for the memory case: {n:,} rows")
+    python_child("benchmarks.data", str(work / "data"), str(n), "--big")
+    size_mb = float((folder / "size_mb").read_text())
+    result: dict[str, Any] = {"n": n, "input_mb": size_mb, "budget_mb": budget_mb}
+    for impl in ("coolie", "baseline_sys"):
+        _log(f"memory case: {impl}")
+        scratch = work / "scratch"
+        m = python_child("benchmarks.throughput", "parquet_append", impl, str(folder), str(scratch / impl))
+        shutil.rmtree(scratch, ignore_errors=True)
+        result[impl] = {"seconds": m.seconds, "rss_mb": m.peak_rss_mb}
+    return result
+
+
+def noop(work: Path, n: int, commits: Sequence[int]) -> dict[str, Any]:
+    folder = work / f"noop_{n}"
+    shutil.rmtree(folder, ignore_errors=True)
+    _log(f"no-op: first load of {n} dataflows")
+    first = python_child("benchmarks.noop", "setup", str(folder), str(n))
+    _log("no-op: run with nothing new")
+    unchanged = python_child("benchmarks.noop", "run", str(folder))
+    _log("no-op: run after touching every source file")
+    touched = python_child("benchmarks.noop", "run", str(folder), "--touch")
+    lookups = {}
+    for k in commits:
+        _log(f"watermark lookup on a log of {k} commits")
+        lookups[k] = python_child("benchmarks.noop", "lookup", str(work / "logs"), str(k)).report["seconds"]
+    shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "n": n,
+        "first_s": first.seconds,
+        "unchanged_s": unchanged.seconds,
+        "unchanged_rss_mb": unchanged.peak_rss_mb,
+        "unchanged_outcomes": unchanged.report.get("outcomes"),
+        "touched_s": touched.seconds,
+        "touched_outcomes": touched.report.get("outcomes"),
+        "lookup_s": lookups,
+    }
+
+
+def dagster(work: Path, sizes: Sequence[int]) -> list[dict[str, Any]]:
+    home = work / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()
+    cli = str(Path(sys.executable).with_name("dagster"))
+    rows = []
+    for n in sizes:
+        catalog = write_catalog(work / "catalogs", n)
+        row: dict[str, Any] = {"n": n}
+        for impl in ("coolie", "bare", "bare_ops"):
+            _log(f"dagster {impl}: Definitions for {n} dataflows")
+            m = python_child("benchmarks.dagster_load", impl, str(catalog))
+            row[impl] = {**m.report, "seconds": m.seconds, "cpu_s": m.cpu_s, "rss_mb": m.peak_rss_mb}
+            _log(f"dagster {impl}: definitions validate for {n} dataflows")
+            module, env = (
+                ("coolie_dagster.definitions", {"COOLIE_CATALOG": str(catalog)})
+                if impl == "coolie"
+                else (
+                    "benchmarks.bare_dagster",
+                    {"BENCH_CATALOG": str(catalog), "BENCH_EXECUTABLE": "1" if impl == "bare_ops" else ""},
+                )
+            )
+            v = run_child(
+                [cli, "definitions", "validate", "-m", module],
+                env={**env, "DAGSTER_HOME": str(home), "COOLIE_STATE_DIR": str(work / "state")},
+            )
+            row[impl]["validate_s"] = v.wall_s
+            row[impl]["validate_rss_mb"] = v.peak_rss_mb
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _ok(passed: bool) -> str:
+    return "yes" if passed else "**no**"
+
+
+def _rate(rows: float, seconds: float) -> str:
+    rate = rows / seconds if seconds > 0 else 0.0
+    return f"{rate / 1e6:.2f}M" if rate >= 1e6 else f"{rate / 1e3:.0f}k"
+
+
+def render(results: dict[str, Any]) -> str:
+    """The results as Markdown tables (what BENCHMARKS.md holds)."""
+    out: list[str] = []
+    if "throughput" in results:
+        out += [
+            "| case | rows | coolie s | baseline s | +sys cols s | coolie rows/s | baseline rows/s "
+            "| coolie/baseline | coolie/+sys | by CPU time | >= 0.9 | coolie RSS MB | baseline RSS MB "
+            "| RSS ratio | <= 1.5 |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|:-:|",
+        ]
+        for row in results["throughput"]:
+            c, b, s = row["coolie"], row["baseline"], row["baseline_sys"]
+            ratio, ratio_sys = b["seconds"] / c["seconds"], s["seconds"] / c["seconds"]
+            ratio_cpu = b["cpu_s"] / c["cpu_s"]
+            rss = c["rss_mb"] / b["rss_mb"]
+            out.append(
+                f"| {CASE_LABELS[row['case']]} | {row['n']:,} | {c['seconds']:.2f} | {b['seconds']:.2f} "
+                f"| {s['seconds']:.2f} | {_rate(c['rows'], c['seconds'])} | {_rate(b['rows'], b['seconds'])} "
+                f"| {ratio:.2f} | {ratio_sys:.2f} | {ratio_cpu:.2f} | {_ok(ratio >= THROUGHPUT_TARGET)} "
+                f"| {c['rss_mb']:.0f} | {b['rss_mb']:.0f} | {rss:.2f} | {_ok(rss <= MEMORY_TARGET)} |"
+            )
+        out += [
+            "",
+            "What the system columns cost, seconds (CPU seconds): the plain script; the same writing "
+            "them as constants; as a Python string per row (parquet append only); coolie with and "
+            "without them (merge and replace_window rewrite the columns the table carries).",
+            "",
+            "| case | rows | baseline | + sys cols (constants) | + sys cols (per-row strings) | coolie "
+            "| coolie, system_columns: false |",
+            "|---|--:|--:|--:|--:|--:|--:|",
+        ]
+        for row in results["throughput"]:
+            cells = [
+                f"{row[k]['seconds']:.2f} ({row[k]['cpu_s']:.2f})" if k in row else "-"
+                for k in ("baseline", "baseline_sys", "naive_sys", "coolie", "coolie_nosys")
+            ]
+            out.append(f"| {CASE_LABELS[row['case']]} | {row['n']:,} | " + " | ".join(cells) + " |")
+        out.append("")
+    if "memory" in results:
+        m = results["memory"]
+        c, b = m["coolie"], m["baseline_sys"]
+        out += [
+            f"Input larger than the memory budget: parquet -> Delta append of {m['n']:,} rows "
+            f"({m['input_mb']:.0f} MB in memory), budget {m['budget_mb']} MB.",
+            "",
+            "| | seconds | peak RSS MB | within budget |",
+            "|---|--:|--:|:-:|",
+            f"| coolie (streamed) | {c['seconds']:.2f} | {c['rss_mb']:.0f} | {_ok(c['rss_mb'] <= m['budget_mb'])} |",
+            f"| baseline (+sys cols) | {b['seconds']:.2f} | {b['rss_mb']:.0f} "
+            f"| {_ok(b['rss_mb'] <= m['budget_mb'])} |",
+            "",
+        ]
+    if "noop" in results:
+        r = results["noop"]
+        lookups = ", ".join(f"{k:,} commits: {v * 1000:.1f} ms" for k, v in r["lookup_s"].items())
+        out += [
+            f"No-op incremental run over {r['n']:,} dataflows (Driver.run, max_workers 4):",
+            "",
+            "| run | seconds | outcome |",
+            "|---|--:|---|",
+            f"| first load | {r['first_s']:.2f} | all loaded |",
+            f"| nothing new | {r['unchanged_s']:.2f} | {_outcomes(r['unchanged_outcomes'])} |",
+            f"| every file touched, no new rows | {r['touched_s']:.2f} | {_outcomes(r['touched_outcomes'])} |",
+            "",
+            f"One watermark lookup (read_delta_watermark): {lookups}.",
+            "",
+        ]
+    if "dagster" in results:
+        out += [
+            "Dagster: building Definitions (+ get_repository_def), seconds (CPU seconds), and peak RSS; "
+            "*bare specs*: one plain AssetSpec per dataflow; *bare ops*: one no-op asset op and one "
+            "check op per dataflow, no coolie.",
+            "",
+            "| dataflows | coolie | bare specs | bare ops | coolie/bare specs (CPU) | <= 1.3 "
+            "| coolie/bare ops (CPU) | RSS MB coolie / specs / ops |",
+            "|--:|--:|--:|--:|--:|:-:|--:|--:|",
+        ]
+        for row in results["dagster"]:
+            c, b, o = row["coolie"], row["bare"], row["bare_ops"]
+            ratio, ops_ratio = c["cpu_s"] / b["cpu_s"], c["cpu_s"] / o["cpu_s"]
+            out.append(
+                f"| {row['n']:,} | {c['seconds']:.2f} ({c['cpu_s']:.2f}) | {b['seconds']:.2f} ({b['cpu_s']:.2f}) "
+                f"| {o['seconds']:.2f} ({o['cpu_s']:.2f}) | {ratio:.2f} | {_ok(ratio <= DAGSTER_TARGET)} "
+                f"| {ops_ratio:.2f} | {c['rss_mb']:.0f} / {b['rss_mb']:.0f} / {o['rss_mb']:.0f} |"
+            )
+        out += [
+            "",
+            "`dagster definitions validate -m ...` as a whole command (imports included), wall seconds and peak RSS:",
+            "",
+            "| dataflows | coolie | bare specs | bare ops | coolie/bare specs | coolie/bare ops "
+            "| RSS MB coolie / specs / ops |",
+            "|--:|--:|--:|--:|--:|--:|--:|",
+        ]
+        for row in results["dagster"]:
+            c, b, o = row["coolie"], row["bare"], row["bare_ops"]
+            out.append(
+                f"| {row['n']:,} | {c['validate_s']:.2f} | {b['validate_s']:.2f} | {o['validate_s']:.2f} "
+                f"| {c['validate_s'] / b['validate_s']:.2f} | {c['validate_s'] / o['validate_s']:.2f} "
+                f"| {c['validate_rss_mb']:.0f} / {b['validate_rss_mb']:.0f} / {o['validate_rss_mb']:.0f} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def _outcomes(outcomes: dict[str, int] | None) -> str:
+    return ", ".join(f"{n} {what}" for what, n in (outcomes or {}).items())
+
+
+def machine() -> str:
+    """Cores, memory, load and versions: the context of the figures."""
+    from importlib.metadata import version
+
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{os.cpu_count()} cores, {mem:.0f} GiB RAM, load average {load} at the start; "
+        f"Python {platform.python_version()}, polars {version('polars')}, deltalake {version('deltalake')}, "
+        f"dagster {version('dagster')}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
+    parser.add_argument("--rows", type=int, nargs="+", help="throughput sizes (default 1000000 5000000)")
+    parser.add_argument("--repeat", type=int, help="runs per throughput case, best kept (default 3)")
+    parser.add_argument(
+        "--dataflows", type=int, nargs="+", help="Dagster catalog sizes (default 1000 5000 10000)"
+    )
+    parser.add_argument("--noop-dataflows", type=int, help="dataflows of the no-op run (default 1000)")
+    parser.add_argument("--budget-mb", type=int, help="memory budget of the large-input case (default 1536)")
+    parser.add_argument("--budget-rows", type=int, help="rows of the large-input case (default 30000000)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument(
+        "--work", type=Path, default=Path(".bench"), help="data and scratch (default .bench/)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    rows = args.rows or ([20_000] if quick else [1_000_000, 5_000_000])
+    repeat = args.repeat or (1 if quick else 3)
+    sizes = args.dataflows or ([30] if quick else [1000, 5000, 10000])
+    noop_n = args.noop_dataflows or (10 if quick else 1000)
+    budget_mb = args.budget_mb or (1536 if not quick else 512)
+    budget_rows = args.budget_rows or (50_000 if quick else 30_000_000)
+    commits = (3, 30) if quick else (10, 1000)
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+
+    results: dict[str, Any] = {"machine": machine(), "started": dt.datetime.now(dt.UTC).isoformat()}
+    _log(results["machine"])
+    if "dagster" in args.only:
+        results["dagster"] = dagster(work, sizes)
+    if "noop" in args.only:
+        results["noop"] = noop(work, noop_n, commits)
+    if "throughput" in args.only:
+        results["throughput"] = throughput(work, rows, repeat)
+    if "memory" in args.only:
+        results["memory"] = memory(work, budget_rows, budget_mb)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+    print(f"Machine: {results['machine']}\n")
+    print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""Stream a dataflow's rows into its Delta table, never holding them in memory whole.
+
+For the polars engine's plain loads (``append`` / ``overwrite`` to Delta, no window, no
+quarantine) the driver hands the run over to :func:`stream_dataflow`: the transformed LazyFrame
+is executed by polars' streaming engine batch by batch and delta-rs writes the batches as they
+come, in one commit, so peak memory stays bounded whatever the input size (see BENCHMARKS.md).
+
+What the general path learns from the whole frame is found without it:
+
+* rows: counted while the batches pass; a source with no rows makes no commit;
+* the new watermark (it goes into the commit, so it is needed before the write): one streaming
+  pass over the watermark columns only (``len`` and ``max``); the write then keeps only rows at
+  or below those maxima, so rows that land in the source between the two passes wait for the
+  next batch instead of being loaded twice;
+* schema drift: the LazyFrame's schema against the table's, with the same policy as the driver.
+
+Everything else is the general path's: commit metadata, application transaction, snapshot
+check, fault points and error messages.
+"""
+
+import datetime as dt
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
+
+from coolie_core.drift import SchemaChange, reconcile_schema, table_schema
+from coolie_core.faults import fault_point
+from coolie_core.io.delta import CommitInfo, write_delta_batches
+from coolie_core.models import Catalog, Dataflow
+from coolie_core.reading import DATA_ERRORS, as_data_error, collect, scan_frame
+from coolie_core.transforms import add_system_columns
+from coolie_core.watermarks import StoredWatermark, Watermark, max_watermark
+
+__all__ = ["StreamedBatch", "can_stream", "stream_dataflow"]
+
+_ROWS = "__coolie_rows"
+
+
+@dataclass(frozen=True)
+class StreamedBatch:
+    """What :func:`stream_dataflow` did. ``rows_written == 0``: nothing new, no commit."""
+
+    rows_read: int
+    rows_written: int
+    watermark: Watermark | None
+    version: int | None
+    drift: SchemaChange | None = None
+
+
+def can_stream(catalog: Catalog, flow: Dataflow) -> bool:
+    """Whether an incremental (windowless) run of ``flow`` can take :func:`stream_dataflow`."""
+    return (
+        catalog.engine_for(flow) == "polars"
+        and flow.destination.format == "delta"
+        and flow.destination.load in ("append", "overwrite")
+        and flow.quarantine is None
+    )
+
+
+def _new_maxima(
+    lf: pl.LazyFrame, flow: Dataflow, previous: Watermark | None
+) -> tuple[int, Watermark | None, pl.LazyFrame]:
+    """Rows and new watermark of ``lf`` in one pass over the watermark columns; ``lf`` capped at them."""
+    columns = flow.watermark_columns
+    schema = lf.collect_schema()
+    present = [c for c in columns if c in schema]
+    stats = collect(lf.select(pl.len().alias(_ROWS), *(pl.col(c).max() for c in present)), dataflow=flow.name)
+    rows = int(stats[_ROWS][0])
+    if rows == 0:
+        return 0, previous, lf
+    maxima = stats.drop(_ROWS)
+    watermark = max_watermark(maxima, columns, previous, dataflow=flow.name)  # names missing columns
+    caps = [
+        pl.col(c).is_null() | (pl.col(c) <= pl.lit(maxima[c][0], dtype=maxima.schema[c]))
+        for c in present
+        if maxima[c][0] is not None
+    ]
+    return rows, watermark, lf.filter(pl.all_horizontal(caps)) if caps else lf
+
+
+def _batches(lf: pl.LazyFrame) -> Iterator[pa.Table]:
+    """The rows as Arrow tables, one per polars streaming batch (empty ones skipped)."""
+    for frame in lf.collect_batches(engine="streaming", maintain_order=True, lazy=True):
+        if frame.height:
+            yield frame.to_arrow()
+
+
+def stream_dataflow(
+    catalog: Catalog,
+    flow: Dataflow,
+    *,
+    dest: Path,
+    state: StoredWatermark,
+    run_id: str,
+    source: str | None,
+) -> StreamedBatch:
+    """Read, transform and write one incremental batch of ``flow`` as a stream (see module docs).
+
+    Args:
+        catalog: the loaded catalog.
+        flow: a dataflow :func:`can_stream` accepts.
+        dest: its destination table folder.
+        state: the stored batch and watermark.
+        run_id: stamped on the rows and the commit.
+        source: the source fingerprint, recorded in the commit.
+
+    Raises:
+        DataError: bad data or transform (named), SchemaDriftError: columns do not fit the table,
+            WriteError / TransientError: as :func:`coolie_core.io.delta.write_delta`.
+    """
+    previous = state.value if flow.watermark_columns else None
+    lf = scan_frame(catalog, flow, watermark=previous)
+    rows_read, watermark = -1, previous
+    if flow.watermark_columns:
+        rows_read, watermark, lf = _new_maxima(lf, flow, previous)
+        if rows_read == 0:
+            return StreamedBatch(0, 0, previous, None)
+    if flow.system_columns:
+        lf = add_system_columns(lf, loaded_at=dt.datetime.now(dt.UTC), run_id=run_id)
+    empty, drift = reconcile_schema(
+        pl.DataFrame(schema=lf.collect_schema()),
+        table_schema(dest, format="delta"),
+        policy=flow.destination.schema_drift,
+        dataflow=flow.name,
+        location=dest,
+        format="delta",
+        replace=flow.destination.load == "overwrite",
+    )
+    if empty.columns != lf.collect_schema().names():
+        lf = lf.select(empty.columns)
+
+    failures: list[BaseException] = []
+    tables = _batches(lf)
+    try:
+        first = next(tables, None)
+    except DATA_ERRORS as exc:
+        raise as_data_error(exc, dataflow=flow.name) from exc
+    fault_point("after_read", flow.name)
+    if first is None:
+        return StreamedBatch(max(rows_read, 0), 0, previous, None, drift)
+    schema = first.schema
+    written = 0
+
+    def record_batches() -> Iterator[pa.RecordBatch]:
+        nonlocal written
+        try:
+            table: Any = first
+            while table is not None:
+                if table.schema != schema:
+                    table = table.cast(schema)
+                written += table.num_rows
+                yield from table.to_batches()
+                table = next(tables, None)
+        except BaseException as exc:  # delta-rs sees only "the stream failed": keep the cause
+            failures.append(exc)
+            raise
+
+    info = CommitInfo(
+        dataflow=flow.name, run_id=run_id, batch=state.batch + 1, watermark=watermark, source=source
+    )
+    fault_point("before_commit", flow.name)
+    created = not dest.exists()
+    try:
+        version = write_delta_batches(
+            dest,
+            pa.RecordBatchReader.from_batches(schema, record_batches()),
+            destination=flow.destination,
+            info=info,
+            evolve_schema=drift.evolve,
+        )
+    except Exception as exc:
+        if created and not (dest / "_delta_log").exists():
+            # A first write that failed mid-stream leaves its data files and no table: remove them.
+            shutil.rmtree(dest, ignore_errors=True)
+        cause = failures[0] if failures else None
+        if isinstance(cause, DATA_ERRORS):
+            raise as_data_error(cause, dataflow=flow.name) from cause
+        if isinstance(cause, Exception):
+            raise cause from exc
+        raise
+    fault_point("after_commit", flow.name)
+    return StreamedBatch(written if rows_read < 0 else rows_read, written, watermark, version, drift)
