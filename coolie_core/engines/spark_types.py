@@ -72,9 +72,8 @@ def spark_schema(schema: pl.Schema) -> StructType:
 def polars_dtype_of(dtype: DataType) -> pl.DataType:
     """The polars type of a Spark column type (for typing window and watermark bounds)."""
     arrow = to_arrow_schema(StructType([StructField("c", dtype)]), timezone="UTC")
-    frame = pl.from_arrow(arrow.empty_table())
-    assert isinstance(frame, pl.DataFrame)
-    return frame.schema["c"]
+    # Table.from_batches, not Schema.empty_table (which imports pandas: ~0.4 s per process).
+    return pl.DataFrame(pa.Table.from_batches([], schema=arrow)).schema["c"]
 
 
 def delta_to_spark(delta_schema_json: str) -> StructType:
