@@ -5,15 +5,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every package pinned to what CI tested (constraints.txt); `make test VENV=.venv-latest CONSTRAINTS=`
+# installs the newest releases instead, `make constraints` re-pins from such a fresh install.
+CONSTRAINTS ?= constraints.txt
 DEMO := examples/demo
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint typecheck pytest dev bench clean
+.PHONY: setup demo test lint typecheck pytest dev bench clean constraints
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -45,6 +48,14 @@ dev: setup $(DAGSTER_HOME)/dagster.yaml
 # Benchmarks against raw polars + deltalake and bare Dagster (BENCHMARKS.md); ARGS=--quick for a smoke run.
 bench: setup
 	$(PY) -m benchmarks.run $(ARGS)
+
+# Re-pin: install the newest releases into a throwaway venv and record them.
+constraints:
+	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
+	.venv-pin/bin/python -m pip install --quiet --upgrade pip
+	.venv-pin/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '1,2p' constraints.txt; .venv-pin/bin/python -m pip freeze --exclude-editable | grep -v '^coolie'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-pin
 
 clean:
 	rm -rf $(VENV) .dagster_home $(DEMO)/data .pytest_cache .mypy_cache .ruff_cache .bench

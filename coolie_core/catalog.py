@@ -235,6 +235,10 @@ def _load_text(text: str, *, is_json: bool) -> Any:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
+        if "nesting" in problem or "depth" in problem:
+            # libyaml >= 0.2.5 (PyYAML 6.0.2+ wheels) stops deep documents itself, before our own
+            # event walk sees the depth: say the same thing whichever PyYAML is installed.
+            problem = f"nested deeper than {MAX_DEPTH} levels"
         raise _ParseProblem(f"invalid YAML: {problem}", line) from None
     except _ParseProblem as exc:
         raise _ParseProblem(f"invalid YAML: {exc.message}", exc.line) from None

@@ -1,6 +1,7 @@
 """The ``coolie`` CLI as a user runs it: validate, schema, plan (real subprocesses)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,32 @@ def test_plan_windows_lists_the_chunks_of_partitioned_dataflows() -> None:
     rows = {r["dataflow"]: r for r in json.loads(result.stdout)}
     assert rows["daily_revenue"]["windows"] == [f"2024-0{m}-01" for m in range(1, 7)]
     assert rows["customer_value"]["windows"] == []
+
+
+@pytest.mark.parametrize(
+    ("suffix", "text"),
+    [
+        (".yaml", "version: 1\ndataflows: " + "[" * 200_000 + "]" * 200_000),
+        (".yaml", "version: 1\ndataflows:\n" + "- " * 20_000 + "x"),
+        (".yaml", "version: 1\ndataflows: [" + "{a: " * 5_000 + "1" + "}" * 5_000 + "]"),
+        (".json", '{"version": 1, "dataflows": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+    ],
+    ids=["yaml-flow", "yaml-block", "yaml-mappings", "json"],
+)
+def test_validate_too_deep_document_is_located_whatever_the_parser(
+    tmp_path: Path, suffix: str, text: str
+) -> None:
+    """A document nested too deeply is a located catalog error (exit 2, file:line, says it nests
+    too deeply) whichever PyYAML/libyaml is installed: some stop it themselves, some let coolie's
+    own depth check do it. Behaviour, not one library's wording."""
+    path = tmp_path / f"catalog{suffix}"
+    path.write_text(text, encoding="utf-8")
+    result = coolie("validate", str(path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    out = result.stdout + result.stderr
+    line = next(ln for ln in out.splitlines() if str(path) in ln)
+    assert f"{path}:" in line
+    if suffix == ".yaml":
+        assert re.search(rf"{re.escape(str(path))}:[23]:", line), line  # where the nesting runs deep
+    assert "nest" in line.lower(), line
