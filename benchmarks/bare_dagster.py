@@ -6,8 +6,10 @@ Dagster project would (one partitions definition object per cadence). ``defs`` i
 
 With ``executable=True`` (``$BENCH_EXECUTABLE=1``) every spec instead becomes what a Dagster
 project that runs N assets itself pays for: one ``@multi_asset`` op per asset (a no-op body) and
-one ``@multi_asset_check`` op per asset with its catalog checks — coolie's shape without
-coolie, to tell Dagster's per-op cost from coolie's own.
+one ``@multi_asset_check`` op per asset with its catalog checks. With ``inline_checks`` too
+(``$BENCH_EXECUTABLE=checks``) the checks, plus one for coolie's schema-drift check, are
+``check_specs`` of the asset's op instead: one op per asset with the same asset checks as
+coolie's location, the baseline coolie's build cost is held to (coolie's shape without coolie).
 """
 
 import os
@@ -34,12 +36,20 @@ def _partitions(spec: dict[str, Any], cache: dict[str, dg.PartitionsDefinition])
     return cache[every]
 
 
-def _executable(spec: dg.AssetSpec, name: str, checks: int) -> list[Any]:
+def _executable(spec: dg.AssetSpec, name: str, checks: int, *, inline_checks: bool = False) -> list[Any]:
+    check_specs = [dg.AssetCheckSpec(f"check_{i}", asset=spec.key) for i in range(checks)]
+    if inline_checks:
+        # The checks are check_specs of the asset's own op: one op per asset, nothing more.
+        @dg.multi_asset(specs=[spec], check_specs=check_specs, can_subset=True, name=name)
+        def materialize_and_check(context: dg.AssetExecutionContext):  # type: ignore[no-untyped-def]  # several outputs: no None annotation
+            context.log.info("nothing to do")
+
+        return [materialize_and_check]
+
     @dg.multi_asset(specs=[spec], name=name)
     def materialize(context: dg.AssetExecutionContext) -> None:
         context.log.info("nothing to do")
 
-    check_specs = [dg.AssetCheckSpec(f"check_{i}", asset=spec.key) for i in range(checks)]
     if not check_specs:
         return [materialize]
 
@@ -51,9 +61,12 @@ def _executable(spec: dg.AssetSpec, name: str, checks: int) -> list[Any]:
     return [materialize, run_checks]
 
 
-def build_bare_definitions(path: str | os.PathLike[str], *, executable: bool = False) -> dg.Definitions:
+def build_bare_definitions(
+    path: str | os.PathLike[str], *, executable: bool = False, inline_checks: bool = False
+) -> dg.Definitions:
     """Plain AssetSpecs for every dataflow of the (generated) catalog at ``path``; with
-    ``executable``, one asset op and one check op per dataflow instead."""
+    ``executable``, one asset op and one check op per dataflow instead; with ``inline_checks`` as
+    well, one asset op per dataflow whose checks are its ``check_specs`` (no check op)."""
     document = yaml.load(Path(path).read_text("utf-8"), Loader=yaml.CSafeLoader)
     cache: dict[str, dg.PartitionsDefinition] = {}
     specs: list[Any] = []
@@ -74,14 +87,24 @@ def build_bare_definitions(path: str | os.PathLike[str], *, executable: bool = F
             )
         )
         if executable:
-            specs[-1:] = _executable(specs[-1], f"op_{flow['name']}", len(flow.get("checks", [])))
+            specs[-1:] = _executable(
+                specs[-1],
+                f"op_{flow['name']}",
+                # coolie's assets carry one more check each (schema drift): the same checks here.
+                len(flow.get("checks", [])) + (1 if inline_checks else 0),
+                inline_checks=inline_checks,
+            )
     assets = [a for a in specs if not isinstance(a, dg.AssetChecksDefinition)]
     checks = [a for a in specs if isinstance(a, dg.AssetChecksDefinition)]
     return dg.Definitions(assets=assets, asset_checks=checks or None)
 
 
 defs = (
-    build_bare_definitions(os.environ[CATALOG_ENV], executable=os.environ.get(EXECUTABLE_ENV) == "1")
+    build_bare_definitions(
+        os.environ[CATALOG_ENV],
+        executable=os.environ.get(EXECUTABLE_ENV) in ("1", "checks"),
+        inline_checks=os.environ.get(EXECUTABLE_ENV) == "checks",
+    )
     if os.environ.get(CATALOG_ENV)
     else dg.Definitions()
 )

@@ -9,7 +9,9 @@ anything is read or written.
 """
 
 import json
-from collections.abc import Sequence
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from coolie_core.catalog_rules import check_references
+from coolie_core.catalog_rules import check_partitions, check_references
 from coolie_core.errors import CatalogError, CatalogIssue
 from coolie_core.lineage import Lineage, build_lineage
 from coolie_core.locations import check_path_text, expand_env
@@ -33,8 +35,9 @@ from coolie_core.models import (
     StageSpec,
 )
 from coolie_core.models._base import Name
+from coolie_core.storage import StorageLocation, is_uri
 
-__all__ = ["CATALOG_SUFFIXES", "LoadedCatalog", "load_catalog", "read_document"]
+__all__ = ["CATALOG_SUFFIXES", "LoadedCatalog", "check_env", "load_catalog", "read_document"]
 
 CATALOG_SUFFIXES = (".yaml", ".yml", ".json")
 _TOP_LEVEL = {"version", "defaults", "stages", "connections", "dataflows"}
@@ -201,6 +204,18 @@ def _json_constant(name: str) -> Any:
     raise _ParseProblem(f"invalid JSON: {name} is not a JSON number")
 
 
+# A JSON string, or one of the constants Python's json module accepts beyond the standard.
+_JSON_STRING_OR_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
+
+
+def _json_constant_line(text: str) -> int | None:
+    """Line of the first NaN/Infinity outside a string (the json module's hook gets no position)."""
+    for match in _JSON_STRING_OR_CONSTANT.finditer(text):
+        if match.group(1) is not None:
+            return text.count("\n", 0, match.start()) + 1
+    return None
+
+
 def _too_deep(data: Any) -> bool:
     """Whether ``data`` nests lists/dicts deeper than :data:`MAX_DEPTH` (iterative: no recursion)."""
     stack: list[tuple[Any, int]] = [(data, 0)]
@@ -221,6 +236,10 @@ def _load_text(text: str, *, is_json: bool) -> Any:
             data = json.loads(text, object_pairs_hook=_json_object, parse_constant=_json_constant)
         except json.JSONDecodeError as exc:
             raise _ParseProblem(f"invalid JSON: {exc.msg}", exc.lineno) from None
+        except _ParseProblem as exc:
+            if exc.line is not None or "not a JSON number" not in exc.message:
+                raise
+            raise _ParseProblem(exc.message, _json_constant_line(text)) from None
         except RecursionError:
             raise _ParseProblem(f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
         except ValueError as exc:  # e.g. an integer too long to convert
@@ -413,9 +432,9 @@ class _FlowLines:
     def __init__(self) -> None:
         self.places: dict[str, tuple[_Document, list[str | int]]] = {}
 
-    def get(self, name: str) -> int | None:
+    def get(self, name: str, path: Sequence[str | int] = ()) -> int | None:
         place = self.places.get(name)
-        return None if place is None else _line_of(place[0].node, place[1])
+        return None if place is None else _line_of(place[0].node, [*place[1], *path])
 
 
 def load_catalog(path: str | Path) -> LoadedCatalog:
@@ -624,6 +643,7 @@ def load_catalog(path: str | Path) -> LoadedCatalog:
         dataflows=dataflows,
     )
     issues += check_references(catalog, origins=origins, line_of=flow_lines.get)
+    issues += check_partitions(catalog, origins=origins, line_of=flow_lines.get)
     if issues:
         raise CatalogError(issues)
     lineage, problems = build_lineage(catalog)
@@ -639,6 +659,12 @@ def load_catalog(path: str | Path) -> LoadedCatalog:
 def _resolve_connection(conn: BaseModel, doc_dir: Path) -> Any:
     """Make folder paths absolute (env references expanded); SQL URLs stay unexpanded (secrets)."""
     if isinstance(conn, FilesConnection | DeltaConnection):
+        text = expand_env(conn.path)
+        # An object-store prefix stays a URI (normalised); a bad scheme or a URI typo such as
+        # ``s3:/raw`` is refused here, located, instead of becoming a local folder.
+        location = StorageLocation.parse(text, base_dir=doc_dir)
+        if is_uri(text):
+            return conn.model_copy(update={"path": location.uri})
         return conn.model_copy(update={"path": str(_resolve_folder(conn.path, doc_dir))})
     if isinstance(conn, PythonConnection) and conn.path is not None:
         return conn.model_copy(update={"path": str(_resolve_folder(conn.path, doc_dir))})
@@ -648,3 +674,60 @@ def _resolve_connection(conn: BaseModel, doc_dir: Path) -> Any:
         if file and file != ":memory:":
             return conn.model_copy(update={"url": "sqlite:///" + str(_resolve_folder(file, doc_dir))})
     return conn
+
+
+# The reference syntax expand_env understands: ${NAME} or ${NAME:-default}.
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
+
+
+def _strings(value: Any, path: list[str | int]) -> Iterator[tuple[list[str | int], str]]:
+    """Every string inside nested mappings and lists, with its key path."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            yield from _strings(child, [*path, str(key)])
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _strings(child, [*path, index])
+
+
+def check_env(
+    path: str | Path, *, environ: Mapping[str, str] | None = None
+) -> tuple[list[CatalogIssue], int]:
+    """The ``${VAR}`` references in the catalog's connections whose variable is unset.
+
+    A reference with a default (``${VAR:-x}``) is never missing. Only names are reported, never
+    values (connection URLs hold secrets).
+
+    Returns:
+        One issue per missing reference (file, line, connection field), and how many
+        references the connections hold in all.
+    """
+    env = os.environ if environ is None else environ
+    issues: list[CatalogIssue] = []
+    total = 0
+    root = Path(path)
+    for file in _catalog_files(root):
+        found: list[CatalogIssue] = []
+        doc = _parse(file, str(file), found)
+        if doc is None or not isinstance(doc.data.get("connections"), dict):
+            continue
+        text = file.read_text(encoding="utf-8")
+        for where, value in _strings(doc.data["connections"], ["connections"]):
+            for match in _ENV_REFERENCE.finditer(value):
+                total += 1
+                name, default = match.group(1), match.group(2)
+                if default is not None or name in env:
+                    continue
+                line = (
+                    _line_of(doc.node, where)
+                    if doc.text is not None
+                    else text.count("\n", 0, max(text.find(match.group(0)), 0)) + 1
+                )
+                issues.append(
+                    CatalogIssue(
+                        doc.file, None, _render(where), f"environment variable {name} is not set", line
+                    )
+                )
+    return issues, total

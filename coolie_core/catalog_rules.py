@@ -1,13 +1,17 @@
 """Catalog rules that span objects: connection references and kinds, paths inside their
-connection, declared stages. Run after every document validated on its own."""
+connection, declared stages, partitions the code location can list. Run after every document
+validated on its own."""
 
-from collections.abc import Callable
+import functools
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
 from coolie_core.errors import CatalogIssue
-from coolie_core.locations import resolve_within
 from coolie_core.models import (
     Catalog,
     Dataflow,
@@ -15,13 +19,27 @@ from coolie_core.models import (
     DeltaSource,
     FilesConnection,
     FileSource,
+    PartitionSpec,
     PythonConnection,
     PythonSource,
     SqlConnection,
     SqlSource,
 )
+from coolie_core.storage import StorageLocation
+from coolie_core.windows import irregular_windows, next_boundary, plan_windows
 
-__all__ = ["check_references"]
+__all__ = ["LineOf", "check_partitions", "check_references"]
+
+
+def _storage(conn: FilesConnection | DeltaConnection) -> StorageLocation:
+    """The connection's folder or object-store prefix (paths inside it obey the same rules)."""
+    return StorageLocation.parse(conn.path, storage_options=conn.storage_options)
+
+
+class LineOf(Protocol):
+    """The line a dataflow (or a field inside it, by key path) is declared on."""
+
+    def __call__(self, name: str, path: Sequence[str | int] = ()) -> int | None: ...
 
 
 _SOURCE_KINDS: dict[type, type[BaseModel]] = {
@@ -38,9 +56,7 @@ _KIND_NAMES = {
 }
 
 
-def check_references(
-    catalog: Catalog, *, origins: dict[str, str], line_of: Callable[[str], int | None]
-) -> list[CatalogIssue]:
+def check_references(catalog: Catalog, *, origins: dict[str, str], line_of: LineOf) -> list[CatalogIssue]:
     """Rules that span objects: references, connection kinds, path containment, stages."""
     issues: list[CatalogIssue] = []
     for flow in catalog.dataflows:
@@ -77,7 +93,7 @@ def check_references(
             )
             if rel is not None and isinstance(conn, FilesConnection | DeltaConnection):
                 try:
-                    resolve_within(conn.path, rel)
+                    _storage(conn).join(rel)
                 except ValueError as exc:
                     issue("source.path" if isinstance(source, FileSource) else "source.table", str(exc))
             if isinstance(conn, PythonConnection) and conn.path is not None and not Path(conn.path).is_file():
@@ -102,15 +118,74 @@ def check_references(
         else:
             try:
                 # ``a/..`` resolves to the connection folder itself: no table folder either.
-                if resolve_within(dconn.path, dest.table) == resolve_within(dconn.path, ""):
+                if _storage(dconn).join(dest.table) == _storage(dconn).join(""):
                     issue("destination.table", "must name a table folder inside the connection")
             except ValueError as exc:
                 issue("destination.table", str(exc))
             if flow.quarantine is not None and flow.quarantine.table is not None:
                 try:
-                    resolve_within(dconn.path, flow.quarantine.table)
+                    _storage(dconn).join(flow.quarantine.table)
                 except ValueError as exc:
                     issue("quarantine.table", str(exc))
                 if flow.quarantine.table.strip("/") == dest.table.strip("/"):
                     issue("quarantine.table", "must differ from destination.table")
+    return issues
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed_keys_problem(spec: PartitionSpec) -> tuple[str, str] | None:
+    """(field, message) when the windows of a spec cannot be Dagster partitions, else None.
+
+    Regular windows (one cron cadence from ``start``) become time-window partitions, computed by
+    Dagster up to now. Irregular ones are a fixed list of keys made when the code location loads:
+    they need an ``end``, and keys that stay unique (a DST fall-back repeats wall times).
+    """
+    reason = irregular_windows(spec)
+    if reason is None:
+        return None
+    if spec.end is None:
+        hint = ""
+        if "start off" in reason:
+            assert not isinstance(spec.start, int)
+            aligned = next_boundary(spec.start, every=spec.every, step=spec.step, timezone=spec.timezone)
+            local = aligned.astimezone(ZoneInfo(spec.timezone))
+            shown = local.isoformat() if spec.every in ("hour", "minute") else local.date().isoformat()
+            hint = f", or start on a boundary (e.g. {shown})"
+        return (
+            "end",
+            f"required: with {reason} the windows are a fixed list, which the Dagster code location "
+            f"makes when it loads; add partitions.end{hint}",
+        )
+    try:
+        keys = [w.key for w in plan_windows(spec)]
+    except (ValueError, OverflowError) as exc:
+        return ("", str(exc))
+    twice = sorted(k for k, n in Counter(keys).items() if n > 1)
+    if twice:
+        return (
+            "",
+            f"windows share the keys {twice[:3]} (a DST change in {spec.timezone}); "
+            "use a step that divides the hour, or timezone UTC",
+        )
+    return None
+
+
+def check_partitions(catalog: Catalog, *, origins: dict[str, str], line_of: LineOf) -> list[CatalogIssue]:
+    """Partitions that ``coolie plan --windows`` lists but the Dagster code location could not.
+
+    Every spec that passes loads in Dagster with keys equal to the planned windows' keys.
+    """
+    issues: list[CatalogIssue] = []
+    for flow in catalog.dataflows:
+        spec = flow.partitions
+        if spec is None:
+            continue
+        problem = _fixed_keys_problem(spec.model_copy(update={"column": ""}))
+        if problem is None:
+            continue
+        field, message = problem
+        path = ["partitions", field] if field else ["partitions"]
+        issues.append(
+            CatalogIssue(origins[flow.name], flow.name, ".".join(path), message, line_of(flow.name, path))
+        )
     return issues

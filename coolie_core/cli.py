@@ -22,6 +22,7 @@ from coolie_core.sharding import ShardSpec
 
 if TYPE_CHECKING:
     from coolie_core.driver import DataflowResult
+    from coolie_core.maintenance import MaintenanceResult
 
 __all__ = ["app", "main"]
 
@@ -59,14 +60,34 @@ def shard_from(job_num: int | None, job_index: int | None) -> ShardSpec | None:
 
 
 @app.command()
-def validate(catalog: CatalogArg) -> None:
+def validate(
+    catalog: CatalogArg,
+    check_env: Annotated[
+        bool,
+        typer.Option(
+            "--check-env", help="Also report ${VAR} references in connections whose variable is unset."
+        ),
+    ] = False,
+) -> None:
     """Check a catalog; list every problem with its file, dataflow and field."""
+    from coolie_core.catalog import check_env as unset_env
+
     loaded = load_catalog(catalog)
     flows = loaded.catalog.dataflows
     stages = sorted({f.stage for f in flows})
     out.print(
         f"[green]ok[/green] {catalog}: {len(flows)} dataflows in {len(stages)} stages ({', '.join(stages)})"
     )
+    if check_env:
+        missing, total = unset_env(catalog)
+        if missing:
+            # Names only: the values (secrets) are never printed.
+            count = len(missing)
+            lines = [f"environment: {count} of {total} references unset"]
+            lines += ["  " + issue.render() for issue in missing]
+            sys.stderr.write("\n".join(lines) + "\n")
+            raise typer.Exit(2)
+        out.print(f"[green]ok[/green] environment: all {total} references set")
 
 
 @app.command()
@@ -88,7 +109,7 @@ def plan(
     ] = False,
 ) -> None:
     """Show the dataflows a run would execute, in dependency order. Reads and writes nothing."""
-    from coolie_core.windows import plan_windows
+    from coolie_core.windows import plan_partitions
 
     shard = shard_from(job_num, job_index)
     loaded = load_catalog(catalog)
@@ -99,8 +120,9 @@ def plan(
         for row, item in zip(rows, planned, strict=True):
             spec = item.dataflow.partitions
             try:
-                row["windows"] = [] if spec is None else [w.key for w in plan_windows(spec)]
-            except (ValueError, OverflowError) as exc:  # e.g. more windows than plan_windows allows
+                # The keys Dagster lists: completed windows (never past end), or a fixed list.
+                row["windows"] = [] if spec is None else [w.key for w in plan_partitions(spec)]
+            except (ValueError, OverflowError) as exc:  # e.g. more windows than a plan allows
                 problems.append(CatalogIssue(loaded.origins[item.name], item.name, "partitions", str(exc)))
         if problems:
             raise CatalogError(problems)
@@ -135,6 +157,27 @@ def plan(
             "; ".join(notes),
         )
     out.print(table)
+    if windows:
+        for row in rows:
+            if row["partitioned"]:
+                keys = row["windows"]
+                assert isinstance(keys, list)
+                out.print(_windows_text(str(row["dataflow"]), keys))
+
+
+WINDOWS_SHOWN = 5
+"""``plan --windows`` prints this many first and last windows of a long plan, and the count."""
+
+
+def _windows_text(name: str, keys: list[str]) -> str:
+    """One dataflow's planned window keys: all of them, or the first and last few and a count."""
+    if not keys:
+        return f"{name}: no windows yet (none has completed)"
+    if len(keys) <= 2 * WINDOWS_SHOWN:
+        return f"{name}: {len(keys)} windows: {', '.join(keys)}"
+    head, tail = keys[:WINDOWS_SHOWN], keys[-WINDOWS_SHOWN:]
+    hidden = len(keys) - 2 * WINDOWS_SHOWN
+    return f"{name}: {len(keys)} windows: {', '.join(head)}, ... ({hidden} more) ..., {', '.join(tail)}"
 
 
 @app.command()
@@ -227,10 +270,18 @@ def run(
 
 
 def _quality_note(item: "DataflowResult") -> str:
-    """Quarantined rows and accepted schema drift, for the run summary."""
+    """Rows not loaded (quarantined, filtered, late, without watermark) and accepted schema drift."""
     notes = []
     if item.rows_rejected:
         notes.append(f"{item.rows_rejected} rows quarantined in {item.quarantine_table}")
+    if item.status == "succeeded":  # a skipped run's reason already gives these numbers
+        for count, what in (
+            (item.rows_filtered, "rows filtered"),
+            (item.rows_late, "late rows (at or below the watermark) not loaded"),
+            (item.rows_without_watermark, "rows without a watermark value not loaded"),
+        ):
+            if count:
+                notes.append(f"{count} {what}")
     drift = item.schema_drift
     if drift and item.status == "succeeded" and drift["new"]:
         verb = {"evolve": "added", "ignore": "ignored"}.get(str(drift["policy"]), "new")
@@ -274,14 +325,20 @@ def replay(
     cadence = cast("Every | None", every)
     lo = _bound(start, "--start")
     hi = _bound(end, "--end")
+    _check_range(lo, hi)
     loaded = load_catalog(catalog)
     planned = plan_dataflows(loaded, dataflows=dataflow)
+    # Refuse what cannot be replayed (no partitions, scd2, ...) before any dataflow starts.
+    plans = {
+        item.name: plan_replay(
+            loaded, item.dataflow, start=lo, end=hi, every=cadence, save_watermark=save_watermark
+        )
+        for item in planned
+    }
     if dry_run:
         rows = []
         for item in planned:
-            _, windows = plan_replay(
-                loaded, item.dataflow, start=lo, end=hi, every=cadence, save_watermark=save_watermark
-            )
+            _, windows = plans[item.name]
             rows += [
                 {"dataflow": item.name, "window": w.key, "lo": str(w.lo), "hi": str(w.hi)} for w in windows
             ]
@@ -327,6 +384,25 @@ def replay(
         raise typer.Exit(1)
 
 
+def _check_range(lo: "int | dt.date | dt.datetime | None", hi: "int | dt.date | dt.datetime | None") -> None:
+    """Refuse ``--start`` at or after ``--end`` (a replay covers ``[start, end)``)."""
+    from coolie_core.windows import normalize_bound
+
+    if lo is None or hi is None or isinstance(lo, int) != isinstance(hi, int):
+        return  # mixed kinds: the dataflow's partitions say which one is wrong
+    if isinstance(lo, int) and isinstance(hi, int):
+        inverted = lo >= hi
+    else:
+        assert not isinstance(lo, int)
+        assert not isinstance(hi, int)
+        inverted = normalize_bound(lo) >= normalize_bound(hi)
+    if inverted:
+        raise typer.BadParameter(
+            f"--start {lo.isoformat() if not isinstance(lo, int) else lo} is not before --end "
+            f"{hi.isoformat() if not isinstance(hi, int) else hi}: a replay covers [start, end)"
+        )
+
+
 def _bound(value: str | None, option: str) -> "int | dt.date | dt.datetime | None":
     """Parse a CLI bound: an integer, an ISO date or an ISO datetime."""
     if value is None:
@@ -359,11 +435,14 @@ def maintain(
         int, typer.Option("--retention-hours", min=0, help="Keep files needed by versions this recent.")
     ] = 168,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Report what vacuum would delete; change nothing.")
+        bool,
+        typer.Option("--dry-run", help="List the files a real run would compact and vacuum; change nothing."),
     ] = False,
     max_workers: Annotated[int | None, typer.Option("--max-workers", min=1)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line per table.")] = False,
 ) -> None:
-    """Optimize and vacuum the catalog's Delta tables, each once, in parallel."""
+    """Optimize and vacuum the catalog's Delta tables (destinations and quarantine tables), each
+    once, in parallel."""
     from coolie_core.driver import Driver
 
     loaded = load_catalog(catalog)
@@ -376,13 +455,29 @@ def maintain(
             dry_run=dry_run,
             max_workers=max_workers,
         )
-    table = Table(title=f"maintenance: {len(results)} tables")
-    for column in ("table", "status", "files compacted", "files vacuumed", "version", "note"):
+    if as_json:
+        import dataclasses
+
+        for result in results:
+            record = dataclasses.asdict(result) | {"dry_run": dry_run}
+            sys.stdout.write(json.dumps(record, default=str) + "\n")
+    else:
+        _print_maintenance(results, dry_run=dry_run)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _print_maintenance(results: "list[MaintenanceResult]", *, dry_run: bool) -> None:
+    title = f"maintenance: {len(results)} tables" + (" (dry run: nothing changed)" if dry_run else "")
+    table = Table(title=title)
+    verbs = ("to compact", "to vacuum") if dry_run else ("compacted", "vacuumed")
+    for column in ("table", "role", "status", f"files {verbs[0]}", f"files {verbs[1]}", "version", "note"):
         table.add_column(column)
     for result in results:
         version = "" if result.version_after is None else f"{result.version_before} -> {result.version_after}"
         table.add_row(
             result.table,
+            result.role,
             result.status,
             str(result.files_compacted),
             str(result.files_vacuumed),
@@ -390,8 +485,6 @@ def maintain(
             result.error or result.reason or "",
         )
     out.print(table)
-    if any(r.status == "failed" for r in results):
-        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:

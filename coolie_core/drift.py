@@ -12,16 +12,15 @@ list of them: silently writing nulls or re-typing a column loses data. Types are
 stores them (e.g. ``uint32`` is written as ``int``), so equivalent types never count as drift.
 """
 
-import glob
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 
 from coolie_core.errors import DataError
-from coolie_core.io.delta import delta_table_exists
 from coolie_core.models import SchemaDrift
+from coolie_core.storage import StorageLocation, as_location, delta_table, delta_table_exists, library_options
 
 __all__ = ["SchemaChange", "SchemaDriftError", "reconcile_schema", "table_schema"]
 
@@ -81,18 +80,19 @@ class SchemaChange:
         }
 
 
-def table_schema(path: Path, *, format: str) -> pl.Schema | None:
+def table_schema(path: "StorageLocation | str | os.PathLike[str]", *, format: str) -> pl.Schema | None:
     """The schema of the destination as polars sees it, or None when it does not exist yet."""
+    location = as_location(path)
     if format == "delta":
-        if not delta_table_exists(path):
+        if not delta_table_exists(location):
             return None
-        from deltalake import DeltaTable
-
-        arrow = pa.schema(DeltaTable(str(path)).schema().to_arrow())
+        arrow = pa.schema(delta_table(location).schema().to_arrow())
         # Table.from_batches, not Schema.empty_table (which imports pandas: ~0.4 s per process).
         return pl.DataFrame(pa.Table.from_batches([], schema=arrow)).schema
-    files = sorted(glob.glob(str(path / "part-*.parquet")))
-    return pl.Schema(pl.read_parquet_schema(files[-1])) if files else None
+    files = location.join("part-*.parquet").glob()
+    if not files:
+        return None
+    return pl.scan_parquet(files[-1].uri, storage_options=library_options(location)).collect_schema()
 
 
 def _as_stored(schema: pl.Schema, *, format: str) -> pl.Schema:
@@ -112,7 +112,7 @@ def reconcile_schema(
     *,
     policy: SchemaDrift,
     dataflow: str,
-    location: Path,
+    location: "StorageLocation | str | os.PathLike[str]",
     format: str = "delta",
     ignore_missing: tuple[str, ...] = (),
     replace: bool = False,

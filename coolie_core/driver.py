@@ -27,15 +27,16 @@ from coolie_core.engines import engine_for
 from coolie_core.errors import CoolieError, DataError
 from coolie_core.executor import TaskEvent, execute
 from coolie_core.faults import fault_point
-from coolie_core.io.delta import CommitInfo, write_delta
+from coolie_core.io.delta import CommitInfo, commit_empty, delta_table_exists, write_delta
 from coolie_core.io.parquet import discard_uncommitted, write_parquet_folder
-from coolie_core.io.sources import fingerprint_source
+from coolie_core.io.sources import empty_source, fingerprint_source, name_failed_file
 from coolie_core.io.stream import can_stream, stream_dataflow
 from coolie_core.locations import destination_location
 from coolie_core.maintenance import MaintenanceResult, run_maintenance
 from coolie_core.models import Dataflow
 from coolie_core.planning import PlannedDataflow, plan_dataflows
 from coolie_core.quarantine import check_threshold, quarantine_location, split_rejects, write_quarantine
+from coolie_core.reading import NewData, new_data, split_marked, tally_counts
 from coolie_core.replay import (
     ChunkResult,
     Every,
@@ -88,6 +89,12 @@ class DataflowResult:
     """One line per retried attempt: the error and the delay before the next."""
     rows_rejected: int = 0
     """Rows sent to the quarantine table."""
+    rows_filtered: int = 0
+    """Rows removed by a declared rule: filter and dedup transforms, the load's own rules."""
+    rows_late: int = 0
+    """Rows at or below the stored watermark (beyond lookback) in data new since the last batch."""
+    rows_without_watermark: int = 0
+    """Rows with no value in any watermark column, not loaded (with quarantine: rejected instead)."""
     rejected_by_rule: dict[str, int] = field(default_factory=dict)
     quarantine_table: str | None = None
     schema_drift: dict[str, Any] | None = None
@@ -118,6 +125,9 @@ class DataflowResult:
             "attempts": self.attempts,
             "retries": list(self.retries),
             "rows_rejected": self.rows_rejected,
+            "rows_filtered": self.rows_filtered,
+            "rows_late": self.rows_late,
+            "rows_without_watermark": self.rows_without_watermark,
             "rejected_by_rule": self.rejected_by_rule,
             "quarantine_table": self.quarantine_table,
             "schema_drift": self.schema_drift,
@@ -199,6 +209,8 @@ class Driver:
         self.retries = retries
         self._sleep = sleep
         self.runlog = RunLog(self.state_dir / "runs")
+        self._reported: set[str] = set()
+        """Dataflows this driver has run to a result (their batches are not retries)."""
         self.store = SqliteWatermarkStore(self.state_dir / "watermarks.sqlite")
 
     def __enter__(self) -> "Driver":
@@ -359,12 +371,13 @@ class Driver:
         except Exception as exc:  # every failure becomes a recorded result
             result = self._failed(
                 flow.name,
-                exc,
+                name_failed_file(self.loaded.catalog, flow, exc),
                 attempts=len(attempts) + 1,
                 started=started,
                 t0=t0,
                 retries=tuple(_describe(a) for a in attempts),
             )
+        self._reported.add(flow.name)
         self.runlog.append(result.to_record())
         return result
 
@@ -397,9 +410,10 @@ class Driver:
     def read_state(self, flow: Dataflow) -> StoredWatermark:
         """The stored batch, watermark and source fingerprint of a dataflow."""
         dest = destination_location(self.loaded.catalog, flow)
+        required = bool(flow.watermark_columns)
         if flow.destination.format == "delta":
-            return read_delta_watermark(dest, dataflow=flow.name)
-        return self.store.read(flow.name)
+            return read_delta_watermark(dest, dataflow=flow.name, require_watermark=required)
+        return self.store.read(flow.name, require_watermark=required)
 
     def _attempt(self, flow: Dataflow, *, window: Window | None, force: bool) -> DataflowResult:
         catalog = self.loaded.catalog
@@ -408,7 +422,6 @@ class Driver:
         state = self.read_state(flow)
         if not is_delta:
             discard_uncommitted(dest, committed_batch=state.batch)
-        fingerprint = fingerprint_source(catalog, flow)
         wm_before = state.value if flow.watermark_columns else None
         window_text = None if window is None else window.key
         base = DataflowResult(
@@ -419,22 +432,34 @@ class Driver:
             watermark_after=wm_before,
             window=window_text,
         )
+        if window is None and self._committed_by_this_run(flow, state):
+            # A retry (in this process or a re-executed Dagster step) of a batch that did commit.
+            return _committed_result(base, state)
+        fingerprint = fingerprint_source(catalog, flow)
         if window is None and not force and fingerprint is not None and fingerprint == state.source:
             return replace(base, reason=f"source unchanged since batch {state.batch}")
+        if (empty := empty_source(catalog, flow)) is not None:
+            return replace(base, reason=empty)
+        # Files modified from now on are new data for the next batch (see reading.new_data).
+        listed_at = time.time_ns()
+        new = NewData()
+        if window is None and wm_before:
+            new = new_data(catalog, flow, listed_after=state.listed_at, source=state.source)
 
         # ---- streaming path (coolie_core.io.stream): a polars append/overwrite to Delta goes from
         # the source to the table batch by batch, in one commit, never collected whole.
         if window is None and can_stream(catalog, flow):
             streamed = stream_dataflow(
-                catalog, flow, dest=dest, state=state, run_id=self.run_id, source=fingerprint
-            )
+                catalog, flow, dest=dest, state=state, run_id=self.run_id, source=fingerprint,
+                new=new, listed_at=listed_at,
+            )  # fmt: skip
+            counted = replace(base, rows_read=streamed.rows_read, **tally_counts(streamed.tally))
             if streamed.rows_written == 0:
-                return replace(base, reason="no new rows" if flow.watermark_columns else "source is empty")
+                return replace(counted, reason=_nothing_loaded(flow, counted))
             drifted = streamed.drift is not None and streamed.drift.drifted
             return replace(
-                base,
+                counted,
                 status="succeeded",
-                rows_read=streamed.rows_read,
                 rows_written=streamed.rows_written,
                 watermark_after=streamed.watermark,
                 delta_version=streamed.version,
@@ -445,27 +470,64 @@ class Driver:
         destination = flow.destination
         engine = engine_for(catalog, flow)
         if window is None:
-            read = engine.read_batch(catalog, flow, watermark=wm_before)
+            # The batch's rows not to load come back marked (coolie_core.reading): counted here.
+            read = engine.read_batch(catalog, flow, watermark=wm_before, accounting=True, new=new)
             # A large Spark append stays on the executors; the shared steps use a schema stand-in.
             distributed = None if isinstance(read, pl.DataFrame) else read
             frame = read if isinstance(read, pl.DataFrame) else read.empty()
+            rows_read = frame.height if distributed is None else distributed.height
+            maxima = frame if distributed is None else distributed.maxima(flow.watermark_columns)
+            frame, tally = split_marked(frame)
+            if distributed is not None:
+                tally = dict(getattr(distributed, "tally", {}))
         else:
             # A window run replaces exactly that window (replay semantics), whatever the load:
             # running it twice leaves the same table. The watermark is neither read nor moved.
             check_window_run(self.loaded, flow)
             distributed = None
-            frame = prepare_window_rows(flow, engine.read_frame(catalog, flow, window=window))
+            # An engine with read_window (Spark) may keep a large window on its executors.
+            read_window = getattr(engine, "read_window", None)
+            window_rows = (
+                engine.read_frame(catalog, flow, window=window)
+                if read_window is None
+                else read_window(catalog, flow, window=window)
+            )
+            if isinstance(window_rows, pl.DataFrame):
+                rows_read, maxima = window_rows.height, window_rows
+                frame = prepare_window_rows(flow, window_rows)
+                tally = {"dedup": rows_read - frame.height} if frame.height < rows_read else {}
+            else:  # prepared by the engine; the folded duplicates are in its tally
+                distributed, frame = window_rows, window_rows.empty()
+                rows_read, maxima = distributed.height, distributed.maxima(flow.watermark_columns)
+                tally = dict(getattr(distributed, "tally", {}))
             destination = destination.model_copy(update={"load": "replace_window"})
         fault_point("after_read", flow.name)
-        rows_read = frame.height if distributed is None else distributed.height
-        maxima = frame if distributed is None else distributed.maxima(flow.watermark_columns)
         wm_after = max_watermark(maxima, flow.watermark_columns, wm_before, dataflow=flow.name)
+        base = replace(base, rows_read=rows_read, **tally_counts(tally))
         if rows_read == 0 and window is None:
             return replace(base, reason="no new rows" if flow.watermark_columns else "source is empty")
         batch = state.batch + 1
         if flow.quarantine is not None:
             frame, quarantined = self._quarantine(flow, frame, window=window_text, batch=batch)
             base = replace(base, **quarantined)
+        accounts = None if window is not None else _accounts_of(base)
+        info = CommitInfo(
+            dataflow=flow.name,
+            run_id=self.run_id,
+            batch=batch if window is None else None,
+            watermark=wm_after if window is None else None,
+            window=window_text,
+            source=fingerprint if window is None else None,
+            listed_at=listed_at if window is None else None,
+            accounts=accounts,
+        )
+        # Rows to load: a distributed batch counts them without holding them.
+        loadable = frame.height if distributed is None else distributed.height - sum(tally.values())
+        # A first batch with nothing to load still creates the table (as any first batch does),
+        # unless it has no watermark to record.
+        creates = is_delta and not delta_table_exists(dest) and destination.load != "overwrite"
+        if window is None and loadable == 0 and not (creates and (wm_after or not flow.watermark_columns)):
+            return self._record_empty(flow, base, info=info, dest=dest)
 
         loaded_at = dt.datetime.now(dt.UTC)
         if flow.system_columns:
@@ -482,14 +544,6 @@ class Driver:
         )
         if drift.drifted:
             base = replace(base, schema_drift=drift.to_record())
-        info = CommitInfo(
-            dataflow=flow.name,
-            run_id=self.run_id,
-            batch=batch if window is None else None,
-            watermark=wm_after if window is None else None,
-            window=window_text,
-            source=fingerprint if window is None else None,
-        )
         fault_point("before_commit", flow.name)
         version: int | None = None
         if is_delta:
@@ -498,7 +552,10 @@ class Driver:
             if destination.load == "replace_window":
                 assert flow.partitions is not None
                 column = flow.partitions.column
-                bounds = [(window.lo, window.hi)] if window is not None else self._covering(flow, frame)
+                if window is not None:
+                    bounds = [(window.lo, window.hi)]
+                elif distributed is None:  # a distributed batch finds its windows itself
+                    bounds = self._covering(flow, frame)
             if distributed is not None:  # Spark tasks write Parquet; one delta-rs commit
                 system = (loaded_at, self.run_id) if flow.system_columns else None
                 written = distributed.append_delta(dest, info=info, like=frame, system_columns=system)
@@ -520,15 +577,69 @@ class Driver:
                 dest, frame, destination=flow.destination, batch=batch, run_id=self.run_id
             )
             fault_point("after_files", flow.name)
-            self.store.commit(flow.name, batch=batch, watermark=wm_after, source=fingerprint)
+            if accounts is not None:
+                accounts["rows_written"] = rows_written
+            self.store.commit(
+                flow.name, batch=batch, watermark=wm_after, source=fingerprint, listed_at=listed_at,
+                run_id=self.run_id, accounts=accounts,
+            )  # fmt: skip
         fault_point("after_commit", flow.name)
+        if rows_written < loadable:
+            # The load folded rows by its declared rule: duplicate merge keys (the latest wins),
+            # scd2 rows identical to the current version or older than it, change-feed deletes
+            # of keys the table does not hold yet.
+            base = replace(base, rows_filtered=base.rows_filtered + loadable - rows_written)
+        if rows_written == 0 and window is None:
+            if version is None:  # an scd2 batch that changes nothing commits nothing
+                return replace(base, reason=f"no changes: {loadable} rows match the current versions")
+            return replace(
+                base, reason=_nothing_loaded(flow, base), watermark_after=wm_after, delta_version=version
+            )
         return replace(
             base,
             status="succeeded",
             reason=None,
-            rows_read=rows_read,
             rows_written=rows_written,
             watermark_after=wm_after if window is None else wm_before,
+            delta_version=version,
+        )
+
+    def _committed_by_this_run(self, flow: Dataflow, state: StoredWatermark) -> bool:
+        """The last batch was committed by this run, in an attempt that did not report it."""
+        return (
+            state.batch > 0
+            and state.run_id == self.run_id
+            and state.accounts is not None
+            and flow.name not in self._reported
+        )
+
+    def _record_empty(
+        self, flow: Dataflow, base: DataflowResult, *, info: CommitInfo, dest: Path
+    ) -> DataflowResult:
+        """A batch whose rows were all filtered, late, quarantined or without a watermark value.
+
+        It is committed without rows (watermark, source, accounting), so the next run neither
+        reads nor reports those rows again — unless it has no watermark to record or no table
+        to record it in (then the next run reads the same rows; its quarantine is not repeated).
+        """
+        version, recorded = None, False
+        recordable = info.watermark is not None or not flow.watermark_columns
+        if recordable and flow.destination.load != "overwrite":
+            assert info.batch is not None
+            if flow.destination.format != "delta":
+                recorded = True
+                if info.accounts is not None:
+                    info.accounts["rows_written"] = 0
+                self.store.commit(
+                    flow.name, batch=info.batch, watermark=info.watermark, source=info.source,
+                    listed_at=info.listed_at, run_id=self.run_id, accounts=info.accounts,
+                )  # fmt: skip
+            elif delta_table_exists(dest):
+                version, recorded = commit_empty(dest, info=info), True
+        return replace(
+            base,
+            reason=_nothing_loaded(flow, base),
+            watermark_after=info.watermark if recorded else base.watermark_before,
             delta_version=version,
         )
 
@@ -564,6 +675,52 @@ class Driver:
         lo, hi = frame.select(pl.col(column).min().alias("lo"), pl.col(column).max().alias("hi")).row(0)
         windows = windows_covering(flow.partitions, lo=lo, hi_inclusive=hi)
         return [(w.lo, w.hi) for w in windows]
+
+
+ACCOUNTS = ("rows_read", "rows_rejected", "rows_filtered", "rows_late", "rows_without_watermark")
+
+
+def _accounts_of(result: DataflowResult) -> dict[str, int]:
+    """The accounting recorded with a batch (the writer adds ``rows_written``)."""
+    return {key: int(getattr(result, key)) for key in ACCOUNTS}
+
+
+def _committed_result(base: DataflowResult, state: StoredWatermark) -> DataflowResult:
+    """The result of a batch this run committed, from what was recorded with it."""
+    counts = dict(state.accounts or {})
+    written = counts.get("rows_written", 0)
+    others = sum(counts.get(k, 0) for k in ACCOUNTS if k not in ("rows_read", "rows_filtered"))
+    read = counts.get("rows_read", written + others)
+    return replace(
+        base,
+        status="succeeded" if written else "skipped",
+        reason=f"batch {state.batch} was committed by an earlier attempt of this run",
+        rows_read=read,
+        rows_written=written,
+        rows_rejected=counts.get("rows_rejected", 0),
+        # What the load folded is not recorded apart: everything read and not otherwise placed.
+        rows_filtered=max(0, read - written - others),
+        rows_late=counts.get("rows_late", 0),
+        rows_without_watermark=counts.get("rows_without_watermark", 0),
+        watermark_after=state.value,
+    )
+
+
+def _nothing_loaded(flow: Dataflow, result: DataflowResult) -> str:
+    """Why a batch loaded nothing, with the numbers."""
+    parts = [
+        f"{n} {label}"
+        for n, label in (
+            (result.rows_filtered, "filtered"),
+            (result.rows_rejected, "quarantined"),
+            (result.rows_late, "late"),
+            (result.rows_without_watermark, "without a watermark value"),
+        )
+        if n
+    ]
+    if not parts:
+        return "no new rows" if flow.watermark_columns else "source is empty"
+    return "nothing to load: " + ", ".join(parts)
 
 
 def _describe(attempt: RetryAttempt) -> str:

@@ -7,11 +7,18 @@ the CLI prints it without a traceback and exits 2 (catalog/arguments) or 1 (a fa
 from dataclasses import dataclass
 
 __all__ = [
+    "CastError",
     "CatalogError",
     "CatalogIssue",
     "CoolieError",
     "DataError",
+    "PermanentSourceError",
     "SourceError",
+    "StorageAccessError",
+    "StorageConfigError",
+    "StorageConflictError",
+    "StorageError",
+    "StorageUnavailableError",
     "TransientError",
     "WatermarkError",
     "WriteError",
@@ -64,8 +71,23 @@ class DataError(CoolieError):
     """
 
 
+class CastError(DataError):
+    """A value of a column does not convert under a strict ``cast`` (the message names both)."""
+
+    def __init__(self, message: str) -> None:
+        # polars re-raises an error of an expression's python function as ``type(exc)(message +
+        # a dump of the plan)``: keep the message a user reads.
+        super().__init__(message.split("\n\nThis error occurred", 1)[0])
+
+
 class SourceError(CoolieError):
     """A source could not be read (missing file, unreachable database...)."""
+
+
+class PermanentSourceError(SourceError):
+    """Raised by a python source function for a failure retrying cannot fix (bad credentials,
+    an unknown resource, HTTP 4xx): the run fails at once. Any other exception a python source
+    raises is retried per the dataflow's ``retry`` spec."""
 
 
 class WriteError(CoolieError):
@@ -78,3 +100,34 @@ class WatermarkError(CoolieError):
 
 class TransientError(CoolieError):
     """A failure worth retrying (I/O blip, commit conflict, dropped connection)."""
+
+
+class StorageError(CoolieError):
+    """An object store (S3, Azure, GCS) or local folder refused an operation.
+
+    The message names the URI and the store's error code, never a credential.
+    """
+
+
+class StorageConfigError(StorageError, ValueError):
+    """A storage URI or its options are unusable: unknown scheme, unknown option, unset variable.
+
+    Permanent: the catalog or environment must change. A ``ValueError`` too, like every other
+    unusable catalog path.
+    """
+
+
+class StorageAccessError(StorageError):
+    """The store answered but refused: missing bucket/container, rejected credentials, access
+    denied, no credentials found. Permanent."""
+
+
+class StorageConflictError(StorageError, TransientError):
+    """A conditional write lost: the object already exists (another writer got there first).
+
+    Transient: a rerun reads the new state and tries again.
+    """
+
+
+class StorageUnavailableError(StorageError, TransientError):
+    """The store could not be reached or failed on its side (connection, timeout, HTTP 5xx)."""

@@ -8,9 +8,8 @@ which the executor skips when the node fails.
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from coolie_core.locations import destination_location, source_location
+from coolie_core.locations import destination_storage, source_storage
 from coolie_core.models import Catalog, Dataflow
 
 __all__ = ["Lineage", "LineageProblem", "build_lineage"]
@@ -67,9 +66,10 @@ def build_lineage(catalog: Catalog) -> tuple[Lineage, list[LineageProblem]]:
     problems: list[LineageProblem] = []
     flows = catalog.dataflows
     names = {f.name for f in flows}
-    producers: dict[Path, str] = {}
+    # Keyed by URI (an absolute path for local tables): the same table however it is written.
+    producers: dict[str, str] = {}
     for flow in flows:
-        target = destination_location(catalog, flow)
+        target = destination_storage(catalog, flow).uri
         other = producers.get(target)
         if other is not None:
             problems.append(
@@ -93,13 +93,13 @@ def build_lineage(catalog: Catalog) -> tuple[Lineage, list[LineageProblem]]:
                 )
             else:
                 upstream[flow.name].add(dep)
-        src = source_location(catalog, flow)
+        src = source_storage(catalog, flow)
         if src is None:
             continue
         # A source reads a destination when it is that folder or lies inside it: look the source
         # and each of its parents up (linear in the number of dataflows, not quadratic).
         for candidate in (src, *src.parents):
-            producer = producers.get(candidate)
+            producer = producers.get(candidate.uri)
             if producer is None:
                 continue
             if producer == flow.name:

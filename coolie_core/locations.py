@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coolie_core.models import (
     Catalog,
@@ -19,16 +20,23 @@ from coolie_core.models import (
     FileSource,
 )
 
+if TYPE_CHECKING:
+    from coolie_core.storage import StorageLocation
+
 __all__ = [
     "check_path_text",
+    "connection_storage",
     "destination_location",
+    "destination_storage",
     "expand_env",
     "resolve_within",
     "source_location",
+    "source_storage",
 ]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
 
 def expand_env(
@@ -115,6 +123,15 @@ def _connection_base(catalog: Catalog, name: str) -> Path:
     connection = catalog.connections[name]
     if not isinstance(connection, FilesConnection | DeltaConnection):
         raise TypeError(f"connection {name} has no folder")
+    if _URI.match(connection.path):
+        # Never read "s3://raw/x" as the local folder "s3:/raw/x": callers not yet on the storage
+        # seam (source_storage/destination_storage) say so instead.
+        from coolie_core.errors import StorageConfigError
+
+        raise StorageConfigError(
+            f"connection {name} is in an object store ({connection.path}); this step supports "
+            "local folders only"
+        )
     return Path(connection.path)
 
 
@@ -132,3 +149,44 @@ def destination_location(catalog: Catalog, flow: Dataflow) -> Path:
     """The absolute folder a dataflow writes (a Delta table or a folder of parquet files)."""
     destination = flow.destination
     return resolve_within(_connection_base(catalog, destination.connection), destination.table)
+
+
+def connection_storage(catalog: Catalog, name: str) -> "StorageLocation":
+    """Where a files or Delta connection lives: its path or URI plus its storage_options.
+
+    Raises:
+        TypeError: the connection is SQL or python (no storage).
+        StorageConfigError: the URI or options are unusable.
+    """
+    from coolie_core.storage import StorageLocation  # the storage package imports this module
+
+    connection = catalog.connections[name]
+    if not isinstance(connection, FilesConnection | DeltaConnection):
+        raise TypeError(f"connection {name} has no folder")
+    return StorageLocation.parse(connection.path, storage_options=connection.storage_options)
+
+
+def source_storage(catalog: Catalog, flow: Dataflow) -> "StorageLocation | None":
+    """What a file source (a glob) or Delta source reads, local or in an object store.
+
+    None for SQL and python sources.
+
+    Raises:
+        ValueError: the source path escapes its connection.
+    """
+    source = flow.source
+    if isinstance(source, FileSource):
+        return connection_storage(catalog, source.connection).join(source.path)
+    if isinstance(source, DeltaSource):
+        return connection_storage(catalog, source.connection).join(source.table)
+    return None
+
+
+def destination_storage(catalog: Catalog, flow: Dataflow) -> "StorageLocation":
+    """What a dataflow writes (a Delta table or a folder of parquet files), local or remote.
+
+    Raises:
+        ValueError: the destination path escapes its connection.
+    """
+    destination = flow.destination
+    return connection_storage(catalog, destination.connection).join(destination.table)

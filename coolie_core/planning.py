@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from coolie_core.catalog import LoadedCatalog
 from coolie_core.errors import CatalogError, CatalogIssue
-from coolie_core.locations import destination_location, source_location
+from coolie_core.locations import destination_storage, source_storage
 from coolie_core.models import Dataflow, SqlSource
 from coolie_core.sharding import ShardSpec, assign_shard, select_shard
 
@@ -34,9 +34,9 @@ class PlannedDataflow:
         flow = self.dataflow
         catalog = loaded.catalog
         source = flow.source
-        src_path = source_location(catalog, flow)
-        if src_path is not None:
-            source_text = str(src_path)
+        src = source_storage(catalog, flow)
+        if src is not None:
+            source_text = src.uri
         elif isinstance(source, SqlSource):
             source_text = f"sql:{source.connection}:{source.table or 'query'}"
         else:
@@ -49,7 +49,7 @@ class PlannedDataflow:
             "load": flow.load,
             "source_format": source.format,
             "source": source_text,
-            "destination": str(destination_location(catalog, flow)),
+            "destination": destination_storage(catalog, flow).uri,
             "incremental": bool(flow.watermark_columns),
             "partitioned": flow.partitions is not None,
             "schedule": catalog.schedule_for(flow),

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import tenacity
 
-from coolie_core.errors import CatalogError, DataError, TransientError, WatermarkError
+from coolie_core.errors import CatalogError, DataError, PermanentSourceError, TransientError, WatermarkError
 from coolie_core.models import RetrySpec
 
 __all__ = ["RetryAttempt", "call_with_retry", "is_transient"]
@@ -23,7 +23,7 @@ T = TypeVar("T")
 # OSErrors that mean "wrong path or rights": the same on every attempt.
 _PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 # Permanent whatever caused them: retrying bad metadata or bad data cannot help.
-_PERMANENT_ERRORS = (CatalogError, DataError, WatermarkError)
+_PERMANENT_ERRORS = (CatalogError, DataError, PermanentSourceError, WatermarkError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,9 @@ def _is_transient_one(exc: BaseException) -> bool:
 def is_transient(exc: BaseException) -> bool:
     """Whether retrying might help: I/O, commit conflicts and dropped connections.
 
-    A catalog, data or watermark error never is. Otherwise the exception's ``__cause__`` is
+    A catalog, data or watermark error never is, nor a :class:`PermanentSourceError` (what a
+    python source raises when retrying cannot help); any other exception of a python source
+    reaches here as a :class:`TransientError`. Otherwise the exception's ``__cause__`` is
     checked too (one level), so a ``SourceError`` raised from a ``ConnectionError`` is transient.
 
     >>> is_transient(ConnectionResetError()), is_transient(FileNotFoundError("x.csv"))

@@ -11,6 +11,7 @@ import re
 
 import polars as pl
 
+from coolie_core.casts import cast_expr
 from coolie_core.errors import DataError
 from coolie_core.models import (
     AggregateTransform,
@@ -28,6 +29,7 @@ from coolie_core.models import (
 )
 
 __all__ = [
+    "DROPPED",
     "LOADED_AT",
     "RAW_ROW",
     "REJECT_REASON",
@@ -35,6 +37,7 @@ __all__ = [
     "RUN_ID",
     "SYSTEM_COLUMNS",
     "add_system_columns",
+    "alive",
     "apply_transforms",
     "cdc_deleted",
     "latest_per_key",
@@ -53,6 +56,16 @@ RAW_ROW = "__coolie_raw"
 REJECT_RULE = "__coolie_reject_rule"
 REJECT_REASON = "__coolie_reject_reason"
 INTERNAL_COLUMNS = (RAW_ROW, REJECT_RULE, REJECT_REASON)
+# Accounting (coolie_core.reading): the declared rule that removed a row ("filter", "dedup"...),
+# null while the row lives. Rows are marked instead of removed, so a run can count them.
+DROPPED = "__coolie_dropped"
+
+
+def alive(schema: pl.Schema) -> pl.Expr:
+    """Rows no rule has removed or rejected so far (filters and dedup judge only these)."""
+    parts = [pl.col(c).is_null() for c in (DROPPED, REJECT_RULE) if c in schema]
+    return pl.all_horizontal(parts) if parts else pl.lit(True)
+
 
 _SIMPLE_TYPES: dict[str, pl.DataType] = {
     "string": pl.String(),
@@ -90,31 +103,12 @@ def sql_expr(text: str, *, where: str) -> pl.Expr:
 
 
 def _cast_expr(
-    column: str, type_name: str, fmt: str | None, schema: pl.Schema, *, strict: bool = True
+    column: str, type_name: str, fmt: str | None, schema: pl.Schema, *, strict: bool = True, where: str = "cast"
 ) -> pl.Expr:
     """The cast of one column; ``strict=False`` turns unconvertible values into nulls."""
-    target = polars_dtype(type_name)
-    source = schema.get(column)
-    col = pl.col(column)
-    if source == pl.String() and target == pl.Date():
-        return col.str.to_date(fmt, strict=strict)
-    if source == pl.String() and isinstance(target, pl.Datetime):
-        parsed = col.str.to_datetime(fmt, strict=strict, time_unit="us")
-        return (
-            parsed.dt.convert_time_zone("UTC") if fmt and "%z" in fmt else parsed.dt.replace_time_zone("UTC")
-        )
-    if isinstance(source, pl.Datetime) and isinstance(target, pl.Datetime):
-        if source.time_zone is None:
-            return col.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
-        return col.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
-    if source == pl.String() and target == pl.Boolean():
-        lowered = col.str.to_lowercase().str.strip_chars()
-        truthy = lowered.is_in(["true", "t", "1", "yes", "y"])
-        falsy = lowered.is_in(["false", "f", "0", "no", "n"])
-        # Anything else is an error: route it through a strict cast that fails with the value.
-        other = col.cast(pl.Boolean, strict=True) if strict else pl.lit(None, dtype=pl.Boolean)
-        return pl.when(truthy).then(True).when(falsy).then(False).otherwise(other)
-    return col.cast(target, strict=strict)
+    return cast_expr(
+        column, type_name, fmt, schema, target=polars_dtype(type_name), strict=strict, where=where
+    )
 
 
 def add_rejection(rule: pl.Expr | str, reason: pl.Expr, failed: pl.Expr) -> list[pl.Expr]:
@@ -171,20 +165,26 @@ def _hash_expr(columns: list[str]) -> pl.Expr:
 
 def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str) -> pl.LazyFrame:
     schema = lf.collect_schema()
-    internal = [c for c in INTERNAL_COLUMNS if c in schema]
+    internal = [c for c in (*INTERNAL_COLUMNS, DROPPED) if c in schema]
+    judged = alive(schema)
 
     def need(columns: list[str] | dict[str, str]) -> None:
-        missing = [c for c in columns if c not in schema or c in INTERNAL_COLUMNS]
+        missing = [c for c in columns if c not in schema or c in internal]
         if missing:
-            available = [c for c in schema.names() if c not in INTERNAL_COLUMNS]
+            available = [c for c in schema.names() if c not in internal]
             raise DataError(f"{where}: column(s) {missing} not found; available: {available}")
 
     if isinstance(transform, CastTransform):
         need(transform.columns)
-        if internal:
+        if DROPPED in schema:  # a removed row's values are not cast (a filter may have removed bad ones)
+            lf = lf.with_columns(
+                pl.when(pl.col(DROPPED).is_null()).then(pl.col(c)).alias(c) for c in transform.columns
+            )
+        if REJECT_RULE in schema:
             return _quarantined_casts(lf, transform, schema)
         return lf.with_columns(
-            _cast_expr(c, t, transform.formats.get(c), schema).alias(c) for c, t in transform.columns.items()
+            _cast_expr(c, t, transform.formats.get(c), schema, where=where).alias(c)
+            for c, t in transform.columns.items()
         )
     if isinstance(transform, RenameTransform):
         need(transform.columns)
@@ -194,10 +194,19 @@ def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str) -> pl.LazyFram
             sql_expr(e, where=f"{where}.columns.{c}").alias(c) for c, e in transform.columns.items()
         )
     if isinstance(transform, FilterTransform):
-        return lf.filter(sql_expr(transform.condition, where=f"{where}.condition"))
+        condition = sql_expr(transform.condition, where=f"{where}.condition")
+        if DROPPED in schema:
+            failed = judged & ~condition.fill_null(False)
+            return lf.with_columns(
+                pl.when(failed).then(pl.lit("filter")).otherwise(pl.col(DROPPED)).alias(DROPPED)
+            )
+        # A rejected row goes on to the quarantine table whatever a filter says of it.
+        return lf.filter(condition | ~judged) if internal else lf.filter(condition)
     if isinstance(transform, DedupTransform):
         need(transform.keys + transform.order_by)
-        return latest_per_key(lf, transform.keys, transform.order_by)
+        if not internal:
+            return latest_per_key(lf, transform.keys, transform.order_by)
+        return _dedup_judged(lf, transform.keys, transform.order_by, judged, mark=DROPPED in schema)
     if isinstance(transform, SelectTransform):
         need(transform.columns)
         return lf.select([*transform.columns, *internal])
@@ -221,12 +230,43 @@ def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str) -> pl.LazyFram
         )
     if isinstance(transform, AggregateTransform):
         need(transform.by)
-        return (
-            lf.group_by(transform.by, maintain_order=True)
+        source = lf.filter(judged) if internal else lf
+        grouped = (
+            source.group_by(transform.by, maintain_order=True)
             .agg(sql_expr(e, where=f"{where}.columns.{c}").alias(c) for c, e in transform.columns.items())
             .sort(transform.by)
         )
+        if not internal:
+            return grouped
+        # Removed and rejected rows stay out of the groups and go on (to be counted, quarantined).
+        passing = lf.filter(~judged).select(*transform.by, *internal)
+        return pl.concat([grouped, passing], how="diagonal_relaxed")
     raise TypeError(f"unknown transform {transform!r}")  # pragma: no cover - the union is closed
+
+
+def _dedup_judged(
+    lf: pl.LazyFrame, keys: list[str], order_by: list[str], judged: pl.Expr, *, mark: bool
+) -> pl.LazyFrame:
+    """:func:`latest_per_key` among the living rows only; the others are kept as they are.
+
+    ``mark``: the duplicates are marked ``dedup`` in :data:`DROPPED` instead of removed.
+    """
+    index, live, last = "__coolie_order", "__coolie_live", "__coolie_last"
+    ranked = (
+        lf.with_row_index(index)
+        .with_columns(judged.alias(live))
+        .sort([*order_by, index], nulls_last=False)
+        .with_columns(pl.struct([*keys, live]).is_last_distinct().alias(last))
+        .sort(index)
+    )
+    duplicate = pl.col(live) & ~pl.col(last)
+    if mark:
+        ranked = ranked.with_columns(
+            pl.when(duplicate).then(pl.lit("dedup")).otherwise(pl.col(DROPPED)).alias(DROPPED)
+        )
+    else:
+        ranked = ranked.filter(~duplicate)
+    return ranked.drop(index, live, last)
 
 
 def latest_per_key(lf: pl.LazyFrame, keys: list[str], order_by: list[str]) -> pl.LazyFrame:

@@ -31,8 +31,10 @@ import polars as pl
 from coolie_core.errors import WatermarkError
 
 __all__ = [
+    "ACCOUNTS_KEY",
     "BATCH_KEY",
     "DATAFLOW_KEY",
+    "LISTED_AT_KEY",
     "RUN_ID_KEY",
     "SOURCE_KEY",
     "WATERMARK_KEY",
@@ -56,6 +58,10 @@ RUN_ID_KEY = "coolie.run_id"
 BATCH_KEY = "coolie.batch"
 WINDOW_KEY = "coolie.window"
 SOURCE_KEY = "coolie.source"
+LISTED_AT_KEY = "coolie.listed_at"
+"""When the batch listed its source files (ns since the epoch): later files are new data."""
+ACCOUNTS_KEY = "coolie.rows"
+"""The batch's row accounting (rows read, written, quarantined, filtered, late, ...) as JSON."""
 
 
 def app_id(dataflow: str) -> str:
@@ -72,6 +78,29 @@ class StoredWatermark:
     """Number of batches committed so far (0 = never ran)."""
     source: str | None = None
     """Fingerprint of the source as it was read by the last batch (unchanged source: no run)."""
+    listed_at: int | None = None
+    """When the last batch listed its source files (ns since the epoch)."""
+    run_id: str | None = None
+    """The run that committed the last batch."""
+    accounts: dict[str, int] | None = None
+    """The last batch's row accounting, as recorded with it."""
+
+
+def _accounts(text: Any) -> dict[str, int] | None:
+    if text is None:
+        return None
+    try:
+        raw = json.loads(str(text))
+        return {str(k): int(v) for k, v in raw.items()} if isinstance(raw, dict) else None
+    except (ValueError, TypeError):
+        return None  # bookkeeping only: an unreadable record is no reason to stop a load
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _encode_value(value: Any) -> dict[str, Any]:
@@ -167,8 +196,16 @@ def max_watermark(
     return {k: v for k, v in result.items() if v is not None} or None
 
 
+def _missing_watermark(dataflow: str, store: str, batch: int) -> WatermarkError:
+    return WatermarkError(
+        f"dataflow {dataflow}: {store} records batch {batch} without a watermark (coolie.watermark), "
+        "so the stored watermark is corrupt. Restore or reset it explicitly (`coolie` never falls "
+        "back to a silent full reload)."
+    )
+
+
 def read_delta_watermark(
-    table_path: str | Path, *, dataflow: str, history_limit: int = 50
+    table_path: str | Path, *, dataflow: str, history_limit: int = 50, require_watermark: bool = False
 ) -> StoredWatermark:
     """Find a dataflow's watermark in its Delta destination's commit log.
 
@@ -176,9 +213,12 @@ def read_delta_watermark(
     carrying that batch holds the watermark. Only the newest commits are read; older ones are
     read only when the newest hold none of this dataflow's batches (e.g. after maintenance).
 
+    ``require_watermark``: the dataflow has watermark columns, so a recorded batch without a
+    watermark is corrupt (never "no watermark yet").
+
     Raises:
         WatermarkError: a batch is recorded but its commit (and so its watermark) cannot be found
-            or read.
+            or read, or carries no watermark although ``require_watermark``.
     """
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
@@ -197,12 +237,24 @@ def read_delta_watermark(
         for commit in history:  # newest first
             if commit.get(DATAFLOW_KEY) == dataflow and str(commit.get(BATCH_KEY)) == str(batch):
                 text = commit.get(WATERMARK_KEY)
+                if text is None and require_watermark:
+                    raise _missing_watermark(dataflow, store, batch)
+                value = None if text is None else decode_watermark(str(text), dataflow=dataflow, store=store)
                 source = commit.get(SOURCE_KEY)
-                source = None if source is None else str(source)
-                if text is None:
-                    return StoredWatermark(None, batch, source)
+                run_id = commit.get(RUN_ID_KEY)
+                accounts = _accounts(commit.get(ACCOUNTS_KEY))
+                if accounts is not None and "rows_written" not in accounts:
+                    # A streamed batch knows its rows only once written: the commit's metrics do.
+                    added = _int_or_none((commit.get("operationMetrics") or {}).get("num_added_rows"))
+                    if added is not None:
+                        accounts["rows_written"] = added
                 return StoredWatermark(
-                    decode_watermark(str(text), dataflow=dataflow, store=store), batch, source
+                    value,
+                    batch,
+                    source=None if source is None else str(source),
+                    listed_at=_int_or_none(commit.get(LISTED_AT_KEY)),
+                    run_id=None if run_id is None else str(run_id),
+                    accounts=accounts,
                 )
         if len(history) < limit:
             raise WatermarkError(
@@ -225,20 +277,36 @@ class SqliteWatermarkStore:
             "CREATE TABLE IF NOT EXISTS watermarks (dataflow TEXT PRIMARY KEY, batch INTEGER NOT NULL,"
             " watermark TEXT, source TEXT, updated_at TEXT NOT NULL)"
         )
+        present = {row[1] for row in conn.execute("PRAGMA table_info(watermarks)")}
+        for column in ("listed_at", "run_id", "accounts"):  # added after the first stores were made
+            if column not in present:
+                conn.execute(f"ALTER TABLE watermarks ADD COLUMN {column} TEXT")
         return conn
 
-    def read(self, dataflow: str) -> StoredWatermark:
+    def read(self, dataflow: str, *, require_watermark: bool = False) -> StoredWatermark:
+        """The stored batch of ``dataflow``; see :func:`read_delta_watermark` for ``require_watermark``."""
         with closing(self._connect()) as conn:
             row = conn.execute(
-                "SELECT batch, watermark, source FROM watermarks WHERE dataflow = ?", (dataflow,)
+                "SELECT batch, watermark, source, listed_at, run_id, accounts FROM watermarks WHERE dataflow = ?",
+                (dataflow,),
             ).fetchone()
         if row is None:
             return StoredWatermark(None, 0)
+        if row[1] is None and require_watermark and int(row[0]) > 0:
+            raise _missing_watermark(dataflow, f"watermark store {self.path}", int(row[0]))
         value = None if row[1] is None else decode_watermark(row[1], dataflow=dataflow, store=str(self.path))
-        return StoredWatermark(value, int(row[0]), row[2])
+        return StoredWatermark(value, int(row[0]), row[2], _int_or_none(row[3]), row[4], _accounts(row[5]))
 
     def commit(
-        self, dataflow: str, *, batch: int, watermark: Mapping[str, Any] | None, source: str | None = None
+        self,
+        dataflow: str,
+        *,
+        batch: int,
+        watermark: Mapping[str, Any] | None,
+        source: str | None = None,
+        listed_at: int | None = None,
+        run_id: str | None = None,
+        accounts: Mapping[str, int] | None = None,
     ) -> None:
         """Record ``batch`` as committed with ``watermark`` (atomic; batches only move forward)."""
         text = None if watermark is None else encode_watermark(watermark)
@@ -250,8 +318,19 @@ class SqliteWatermarkStore:
                     f"dataflow {dataflow}: batch {batch} is not after the stored batch {current[0]} in {self.path}"
                 )
             conn.execute(
-                "INSERT INTO watermarks (dataflow, batch, watermark, source, updated_at) VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO watermarks (dataflow, batch, watermark, source, updated_at, listed_at, run_id,"
+                " accounts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(dataflow) DO UPDATE SET batch = excluded.batch, watermark = excluded.watermark,"
-                " source = excluded.source, updated_at = excluded.updated_at",
-                (dataflow, batch, text, source, now),
+                " source = excluded.source, updated_at = excluded.updated_at, listed_at = excluded.listed_at,"
+                " run_id = excluded.run_id, accounts = excluded.accounts",
+                (
+                    dataflow,
+                    batch,
+                    text,
+                    source,
+                    now,
+                    None if listed_at is None else str(listed_at),
+                    run_id,
+                    None if accounts is None else json.dumps(dict(accounts), sort_keys=True),
+                ),
             )

@@ -32,8 +32,10 @@ __all__ = [
     "Window",
     "every_as_cron",
     "floor_boundary",
+    "irregular_windows",
     "next_boundary",
     "normalize_bound",
+    "plan_partitions",
     "plan_windows",
     "windows_covering",
 ]
@@ -52,6 +54,7 @@ _UNIT_MINUTES = {"hour": 60, "minute": 1}
 _NOMINAL_DAYS = {"year": 365.2425, "quarter": 91.31, "month": 30.44, "week": 7.0, "day": 1.0}
 _EPOCH = dt.date(1970, 1, 1)
 _SECOND = dt.timedelta(seconds=1)
+_FIRST_INSTANT = dt.datetime.min.replace(tzinfo=_UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +243,55 @@ def every_as_cron(spec: PartitionSpec) -> str | None:
     return None
 
 
+def plan_partitions(spec: PartitionSpec, *, now: dt.datetime | None = None) -> list[Window]:
+    """The windows a dataflow's partitions hold at ``now``: what ``coolie plan --windows`` lists
+    and the Dagster partition keys are.
+
+    Regular windows (see :func:`irregular_windows`) are listed up to the last one completed by
+    ``now`` and never past ``end``: an open or future window is not a partition yet. Irregular
+    ones are the fixed list from ``start`` to ``end``.
+
+    >>> spec = PartitionSpec(column="ts", every="month", start=dt.date(2024, 1, 1), end=dt.date(2030, 1, 1))
+    >>> [w.key for w in plan_partitions(spec, now=dt.datetime(2024, 3, 10, tzinfo=dt.UTC))]
+    ['2024-01-01', '2024-02-01']
+    """
+    if irregular_windows(spec) is not None:
+        return plan_windows(spec)
+    step, tz = _check_step(spec.every, spec.step), spec.timezone
+    last = floor_boundary(now or dt.datetime.now(_UTC), every=spec.every, step=step, timezone=tz)
+    if spec.end is not None:
+        last = min(last, normalize_bound(spec.end, timezone=tz))
+    return plan_windows(spec, end=last)
+
+
+def irregular_windows(spec: PartitionSpec) -> str | None:
+    """Why the windows of ``spec`` are not one cron cadence from its start, or None when they are.
+
+    Regular windows can be computed from a cron string and the start alone, up to any end or the
+    current time (a Dagster time-window partitions definition). Irregular ones (integer
+    partitions, steps cron cannot express, a partial first or last window) exist only as the list
+    :func:`plan_windows` makes, so they need an ``end`` to be listed ahead of time.
+
+    >>> irregular_windows(PartitionSpec(column="ts", every="month", start=dt.date(2024, 1, 15)))
+    'a start off a month boundary (a partial first chunk)'
+    >>> irregular_windows(PartitionSpec(column="ts", every="month", start=dt.date(2024, 2, 1))) is None
+    True
+    """
+    if spec.every == "integer":
+        return "integer partitions"
+    if every_as_cron(spec) is None:
+        return f"every: {spec.every} with step {spec.step}"
+    for name, bound, part in (("start", spec.start, "first"), ("end", spec.end, "last")):
+        if bound is None or isinstance(bound, int):
+            continue
+        point = normalize_bound(bound, timezone=spec.timezone)
+        if floor_boundary(point, every=spec.every, step=spec.step, timezone=spec.timezone) != point:
+            return (
+                f"a{'n' if name == 'end' else ''} {name} off a {spec.every} boundary (a partial {part} chunk)"
+            )
+    return None
+
+
 # --------------------------------------------------------------------------- internals
 
 
@@ -318,7 +370,8 @@ def _sub_day_boundary(t: dt.datetime, tz: ZoneInfo, every: Every, step: int, *, 
     no boundary (a fall-back window can last a step plus the shift), it grows by a step.
     """
     reach = dt.timedelta(minutes=_UNIT_MINUTES[every] * step)
-    lo, hi = (t, t + reach) if after else (t - reach, t)
+    # Clamped at the first representable instant: a bound on 0001-01-01 is its own floor.
+    lo, hi = (t, t + reach) if after else (max(t, _FIRST_INSTANT + reach) - reach, t)
     while True:
         offsets = [_wall(i, tz) - i.replace(tzinfo=None) for i in (lo, hi)]
         wall = _align(lo.replace(tzinfo=None) + min(offsets), every, step)

@@ -10,6 +10,7 @@
 from typing import TYPE_CHECKING, Any
 
 from coolie_dagster.assets import build_coolie_assets, build_dataflow_asset, retry_policy_for
+from coolie_dagster.component import CoolieComponent
 from coolie_dagster.jobs import StageJob, build_stage_jobs, plan_stage_jobs
 from coolie_dagster.partitions import build_partitions_def, windows_for_keys, windows_for_time_window
 from coolie_dagster.resources import CoolieResource
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from coolie_dagster.definitions import build_definitions
 
 __all__ = [
+    "CoolieComponent",
     "CoolieResource",
     "CoolieTranslator",
     "StageJob",

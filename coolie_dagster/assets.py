@@ -12,7 +12,8 @@ collide even when two destination keys sanitise to the same string.
 """
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -25,8 +26,17 @@ from coolie_core.locations import destination_location
 from coolie_core.models import Catalog, Dataflow, RetrySpec
 from coolie_core.sharding import ShardSpec, assign_shard
 from coolie_core.windows import Window
-from coolie_dagster.partitions import build_partitions_def, windows_for_keys, windows_for_time_window
-from coolie_dagster.resources import CoolieResource
+from coolie_dagster.checks import evaluate_table_checks, table_check_specs
+from coolie_dagster.metadata import PREVIEW_ROWS, partition_metadata, table_metadata
+from coolie_dagster.metadata import preview_table as _preview
+from coolie_dagster.partitions import (
+    PartitionsError,
+    build_partitions_def,
+    check_run_partitions,
+    windows_for_keys,
+    windows_for_time_window,
+)
+from coolie_dagster.resources import SPARK_RESOURCE_KEY, CoolieResource
 from coolie_dagster.tags import JOB_INDEX_TAG, JOB_NUM_TAG
 from coolie_dagster.translator import CoolieTranslator
 
@@ -35,14 +45,15 @@ __all__ = [
     "JOB_INDEX_TAG",
     "JOB_NUM_TAG",
     "PREVIEW_ROWS",
+    "ExecuteFn",
     "build_coolie_assets",
     "build_dataflow_asset",
+    "materialize_dataflow",
     "op_name_for",
     "retry_policy_for",
     "shard_from_tags",
 ]
 
-PREVIEW_ROWS = 5
 DRIFT_CHECK = "schema_drift"
 """Every dataflow asset reports its schema drift as this asset check (evaluated by the load)."""
 
@@ -91,9 +102,15 @@ def shard_from_tags(tags: Mapping[str, str]) -> ShardSpec | None:
 
 
 def build_dataflow_asset(
-    flow: Dataflow, *, loaded: LoadedCatalog, translator: CoolieTranslator | None = None
+    flow: Dataflow,
+    *,
+    loaded: LoadedCatalog,
+    translator: CoolieTranslator | None = None,
+    execute: "ExecuteFn | None" = None,
 ) -> dg.AssetsDefinition:
-    """The asset of one dataflow: spec from the translator, partitions, retry and backfill policy."""
+    """The asset of one dataflow: spec from the translator, partitions, retry and backfill policy.
+
+    ``execute`` replaces the op body (default :func:`materialize_dataflow`)."""
     spec = (translator or CoolieTranslator()).get_asset_spec(flow, loaded=loaded)
     partitions_def = build_partitions_def(flow.partitions, dataflow=flow.name)
     name = flow.name
@@ -107,52 +124,70 @@ def build_dataflow_asset(
         ),
     )
 
-    decorator = dg.multi_asset(
-        specs=[spec.replace_attributes(skippable=True)],
-        check_specs=[drift_check],
-        # Subsettable so the drift check's output is optional: a shard that skips the dataflow
-        # yields neither the asset nor its check.
+    run = execute or _default_execute
+    spark = loaded.catalog.engine_for(flow) == "spark"
+
+    # Resources come from required_resource_keys, not parameter annotations, and the return
+    # annotation is plain: Dagster evaluates an op function's type hints several times per op,
+    # which was a fifth of the build at thousands of dataflows.
+    @dg.multi_asset(
+        specs=[spec if spec.skippable else spec.replace_attributes(skippable=True)],
+        # The catalog's table checks run in the same op, after the load (one op per dataflow:
+        # a separate check op per dataflow doubled the location's build cost).
+        check_specs=[drift_check, *table_check_specs(flow, key=spec.key)],
+        # Subsettable so the checks' outputs are optional: a shard that skips the dataflow
+        # yields neither the asset nor its checks, and checks can run without a load.
         can_subset=True,
         name=op_name_for(flow),
         partitions_def=partitions_def,
         retry_policy=retry_policy_for(loaded.catalog.retry_for(flow)),
         backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None,
+        required_resource_keys={"coolie", SPARK_RESOURCE_KEY} if spark else {"coolie"},
     )
-    if loaded.catalog.engine_for(flow) == "spark":
-
-        @decorator
-        def _spark_dataflow_asset(
-            context: dg.AssetExecutionContext, coolie: CoolieResource, pyspark: dg.ResourceParam[Any]
-        ) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
+    def _dataflow_asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        if spark:
             # The pyspark resource starts (or finds) the process' session; coolie's engine uses it.
-            use_spark_session(pyspark.spark_session)
-            yield from _materialize(context, coolie, name=name, partitions_def=partitions_def)
-
-        return _spark_dataflow_asset
-
-    @decorator
-    def _dataflow_asset(
-        context: dg.AssetExecutionContext, coolie: CoolieResource
-    ) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
-        yield from _materialize(context, coolie, name=name, partitions_def=partitions_def)
+            use_spark_session(getattr(context.resources, SPARK_RESOURCE_KEY).spark_session)
+        yield from run(context, context.resources.coolie, name)
 
     return _dataflow_asset
 
 
 def build_coolie_assets(
-    loaded: LoadedCatalog, *, translator: CoolieTranslator | None = None
+    loaded: LoadedCatalog,
+    *,
+    translator: CoolieTranslator | None = None,
+    execute: "ExecuteFn | None" = None,
 ) -> list[dg.AssetsDefinition]:
-    """One asset per enabled dataflow, in dependency order."""
+    """One asset per enabled dataflow, in dependency order (``execute``: see :data:`ExecuteFn`)."""
     translator = translator or CoolieTranslator()
     catalog = loaded.catalog
     return [
-        build_dataflow_asset(catalog.dataflow(name), loaded=loaded, translator=translator)
+        build_dataflow_asset(catalog.dataflow(name), loaded=loaded, translator=translator, execute=execute)
         for name in loaded.order()
         if catalog.dataflow(name).enabled
     ]
 
 
 # --------------------------------------------------------------------------- execution
+
+AssetEvent = dg.MaterializeResult[None] | dg.AssetCheckResult
+ExecuteFn = Callable[[dg.AssetExecutionContext, CoolieResource, str], Iterator[Any]]
+"""The body of a dataflow's op: ``(context, coolie, dataflow name) -> events``; the default is
+:func:`materialize_dataflow`. Wrap it to add work before or after a load."""
+
+
+def materialize_dataflow(
+    context: dg.AssetExecutionContext, coolie: CoolieResource, *, dataflow: str
+) -> Iterator[AssetEvent]:
+    """Run one dataflow for this op's run (its partitions or shard) and yield its Dagster events."""
+    yield from _materialize(context, coolie, name=dataflow, partitions_def=context.assets_def.partitions_def)
+
+
+def _default_execute(
+    context: dg.AssetExecutionContext, coolie: CoolieResource, name: str
+) -> Iterator[AssetEvent]:
+    return materialize_dataflow(context, coolie, dataflow=name)
 
 
 def _materialize(
@@ -175,7 +210,9 @@ def _materialize(
             allow_retries=False,
         ) from None
     if not context.selected_asset_keys:
-        context.log.info(f"{name}: only its drift check is selected; it is evaluated by a load")
+        if DRIFT_CHECK in {k.name for k in context.selected_asset_check_keys}:
+            context.log.info(f"{name}: its drift check is evaluated by a load, not on its own")
+        yield from _table_checks(context, coolie, flow)
         return
     if shard is not None and (owner := assign_shard(flow, shard.job_num)) != shard.job_index:
         context.log.info(
@@ -203,10 +240,46 @@ def _materialize(
             if result.schema_drift is not None:
                 yield _drift_result(flow, [result])
             raise _failure(flow, result, done=results[:-1], attempt=context.retry_number)
+    if partitions_def is not None:
+        # One materialisation per partition, each with its own figures (not the range's totals).
+        loads = [(w, r) for w, r in zip(windows, results, strict=True) if w is not None]
+        key = next(iter(context.selected_asset_keys))
+        by_key = partition_metadata(catalog, flow, loads, partition_keys=set(context.partition_keys))
+        for partition_key, extra in by_key.items():
+            context.add_asset_metadata(extra, asset_key=key, partition_key=partition_key)
+    version = next((r.delta_version for r in reversed(results) if r.delta_version is not None), None)
     yield dg.MaterializeResult(
-        metadata=_metadata(catalog, flow, results, partitioned=partitions_def is not None)
+        metadata={
+            **_metadata(catalog, flow, results, partitioned=partitions_def is not None),
+            **table_metadata(catalog, flow, source=_source_key(context), version=version),
+        }
     )
     yield _drift_result(flow, results)
+    yield from _table_checks(context, coolie, flow)
+
+
+def _table_checks(
+    context: dg.AssetExecutionContext, coolie: CoolieResource, flow: Dataflow
+) -> Iterator[dg.AssetCheckResult]:
+    """The selected catalog checks of the dataflow, on its destination as it is now."""
+    selected = [k for k in context.selected_asset_check_keys if k.name != DRIFT_CHECK]
+    if not selected:
+        return
+    # The checks' own asset key: a check-only subset of the op holds no asset key.
+    key, names = selected[0].asset_key, {k.name for k in selected}
+    loaded = coolie.load_catalog()
+    base = loaded.path if loaded.path.is_dir() else loaded.path.parent
+    state_dir = Path(coolie.state_dir) if coolie.state_dir else base / ".coolie"
+    path = destination_location(loaded.catalog, flow)
+    yield from evaluate_table_checks(flow, key=key, path=path, state_dir=state_dir, names=names)
+
+
+def _source_key(context: dg.AssetExecutionContext) -> dg.AssetKey | None:
+    """The asset the dataflow reads (``coolie/source_asset`` in its spec), for column lineage."""
+    spec = context.assets_def.specs_by_key.get(next(iter(context.selected_asset_keys)))
+    value = None if spec is None else spec.metadata.get("coolie/source_asset")
+    text = getattr(value, "value", value)
+    return dg.AssetKey.from_user_string(text) if isinstance(text, str) else None
 
 
 def _drift_result(flow: Dataflow, results: list[DataflowResult]) -> dg.AssetCheckResult:
@@ -247,6 +320,10 @@ def _windows(
             description=f"dataflow {flow.name} has no partitions any more; reload the code location",
             allow_retries=False,
         )
+    try:
+        check_run_partitions(partitions_def, context.run.tags, dataflow=flow.name)
+    except PartitionsError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
         # partition_time_window spans the whole range in a single-run backfill.
         return list(windows_for_time_window(flow.partitions, context.partition_time_window))
@@ -291,6 +368,11 @@ def _metadata(
     metadata: dict[str, Any] = {
         "coolie/rows_read": sum(r.rows_read for r in results),
         "coolie/rows_written": rows_written,
+        # The rest of the run's accounting: read = written + rejected + filtered + late + these.
+        "coolie/rows_filtered": sum(r.rows_filtered for r in results),
+        "coolie/rows_rejected": sum(r.rows_rejected for r in results),
+        "coolie/rows_late": sum(r.rows_late for r in results),
+        "coolie/rows_without_watermark": sum(r.rows_without_watermark for r in results),
         "coolie/status": status,
         "coolie/watermark_before": _watermark_text(first.watermark_before),
         "coolie/watermark_after": _watermark_text(last.watermark_after),
@@ -354,17 +436,3 @@ def _read_destination(
         return int(count), current, lazy.head(PREVIEW_ROWS).collect()
     except Exception:  # the preview is a courtesy: never fail a committed load over it
         return None
-
-
-def _cell(value: Any) -> str | int | float | bool | None:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
-def _preview(frame: pl.DataFrame) -> dg.MetadataValue:
-    schema = dg.TableSchema(
-        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
-    )
-    records = [dg.TableRecord({k: _cell(v) for k, v in row.items()}) for row in frame.iter_rows(named=True)]
-    return dg.MetadataValue.table(records=records, schema=schema)

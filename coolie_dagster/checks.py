@@ -32,7 +32,14 @@ from coolie_core.models import (
 )
 from coolie_dagster.translator import CoolieTranslator
 
-__all__ = ["CheckOutcome", "build_asset_checks", "check_name", "evaluate_check"]
+__all__ = [
+    "CheckOutcome",
+    "build_asset_checks",
+    "check_name",
+    "evaluate_check",
+    "evaluate_table_checks",
+    "table_check_specs",
+]
 
 TableCheck = RowCountCheck | NotNullCheck | UniqueCheck | AcceptedValuesCheck
 _SAMPLE = 5
@@ -162,12 +169,9 @@ def _checks_of(flow: Dataflow) -> list[tuple[str, TableCheck]]:
     return named
 
 
-def _build_one(
-    flow: Dataflow, *, key: dg.AssetKey, path: Path, state_dir: Path, checks: list[tuple[str, TableCheck]]
-) -> dg.AssetChecksDefinition:
-    by_name = dict(checks)
-    current = flow.destination.scd2.is_current if flow.load == "scd2" else None
-    specs = [
+def table_check_specs(flow: Dataflow, *, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The specs of a dataflow's table checks (freshness excluded) on its asset ``key``."""
+    return [
         dg.AssetCheckSpec(
             name,
             asset=key,
@@ -175,41 +179,51 @@ def _build_one(
             description=f"coolie {check.kind} check" + (" (blocking)" if check.blocking else ""),
             metadata={"coolie/check": check.model_dump_json(exclude_defaults=True)},
         )
-        for name, check in checks
+        for name, check in _checks_of(flow)
     ]
 
-    @dg.multi_asset_check(name=f"{flow.name}__coolie_checks", specs=specs, can_subset=True)
+
+def evaluate_table_checks(
+    flow: Dataflow, *, key: dg.AssetKey, path: Path, state_dir: Path, names: set[str]
+) -> Iterator[dg.AssetCheckResult]:
+    """Evaluate the named table checks of a dataflow on its destination at ``path``.
+
+    Blocking checks fail with severity ERROR (Dagster then stops the downstream assets), the
+    others with WARN.
+    """
+    by_name = dict(_checks_of(flow))
+    current = flow.destination.scd2.is_current if flow.load == "scd2" else None
+    table, source = _open_table(flow, path, state_dir=state_dir)
+    for name in sorted(names & by_name.keys()):
+        check = by_name[name]
+        severity = dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN
+        started = dt.datetime.now(dt.UTC)
+        if table is None:
+            outcome = CheckOutcome(False, source, {"table": str(path)})
+        else:
+            try:
+                outcome = evaluate_check(check, table, current=current)
+            except pl.exceptions.PolarsError as exc:  # missing column, bad type...
+                detail = str(exc).strip().split("\n", 1)[0]
+                outcome = CheckOutcome(False, f"cannot evaluate on {path}: {type(exc).__name__}: {detail}")
+        seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name=name,
+            passed=outcome.passed,
+            severity=severity,
+            description=outcome.description,
+            metadata={**outcome.metadata, "table": str(path), "read": source, "seconds": round(seconds, 3)},
+        )
+
+
+def _build_one(flow: Dataflow, *, key: dg.AssetKey, path: Path, state_dir: Path) -> dg.AssetChecksDefinition:
+    @dg.multi_asset_check(
+        name=f"{flow.name}__coolie_checks", specs=table_check_specs(flow, key=key), can_subset=True
+    )
     def run_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
-        selected = sorted(k.name for k in context.selected_asset_check_keys)
-        table, source = _open_table(flow, path, state_dir=state_dir)
-        for name in selected:
-            check = by_name[name]
-            severity = dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN
-            started = dt.datetime.now(dt.UTC)
-            if table is None:
-                outcome = CheckOutcome(False, source, {"table": str(path)})
-            else:
-                try:
-                    outcome = evaluate_check(check, table, current=current)
-                except pl.exceptions.PolarsError as exc:  # missing column, bad type...
-                    detail = str(exc).strip().split("\n", 1)[0]
-                    outcome = CheckOutcome(
-                        False, f"cannot evaluate on {path}: {type(exc).__name__}: {detail}"
-                    )
-            seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
-            yield dg.AssetCheckResult(
-                asset_key=key,
-                check_name=name,
-                passed=outcome.passed,
-                severity=severity,
-                description=outcome.description,
-                metadata={
-                    **outcome.metadata,
-                    "table": str(path),
-                    "read": source,
-                    "seconds": round(seconds, 3),
-                },
-            )
+        names = {k.name for k in context.selected_asset_check_keys}
+        yield from evaluate_table_checks(flow, key=key, path=path, state_dir=state_dir, names=names)
 
     return run_checks
 
@@ -240,5 +254,5 @@ def build_asset_checks(
         if flow.enabled and checks:
             path = destination_location(loaded.catalog, flow)
             key = translator.get_asset_key(flow)
-            definitions.append(_build_one(flow, key=key, path=path, state_dir=state, checks=checks))
+            definitions.append(_build_one(flow, key=key, path=path, state_dir=state))
     return definitions

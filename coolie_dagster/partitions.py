@@ -13,28 +13,45 @@ hour / minute with a step  cron from :func:`~coolie_core.windows.every_as_cron`,
 =========================  ================================================================
 
 ``end`` maps to Dagster's exclusive ``end_date``; ``end_offset=0`` everywhere, so the last key is the
-last *completed* window (``end_offset=1`` would add the open one, which coolie never loads). With
-an ``end`` in the past the keys equal ``plan_windows(spec)``; with an ``end`` in the future Dagster
-lists the windows completed so far, i.e. ``plan_windows(spec, end=min(end, now))``.
+last *completed* window (``end_offset=1`` would add the open one, which coolie never loads). The
+keys always equal those of :func:`~coolie_core.windows.plan_partitions` (what ``coolie plan
+--windows`` lists): with an ``end`` in the future, the windows completed so far.
 
 Everything else is a ``StaticPartitionsDefinition`` of the planned keys: integer partitions, steps
 cron cannot express (multi-day, minutes not dividing the hour), and a ``start`` or ``end`` off a
 boundary (a partial first or last chunk; Dagster would round it away). Static keys are fixed at
-load time, so those specs need an ``end``.
+load time, so those specs need an ``end`` (``coolie validate`` refuses them without one).
+
+A run tagged with a partition key (or range end) that is not a key is refused by
+:func:`check_run_partitions` before the asset reads anything.
 """
 
 import datetime as dt
 import functools
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from coolie_core.models import PartitionSpec
-from coolie_core.windows import Window, every_as_cron, floor_boundary, normalize_bound, plan_windows
+from coolie_core.windows import Window, every_as_cron, irregular_windows, normalize_bound, plan_windows
 
-__all__ = ["PartitionsError", "build_partitions_def", "windows_for_keys", "windows_for_time_window"]
+__all__ = [
+    "PARTITION_TAG",
+    "RANGE_END_TAG",
+    "RANGE_START_TAG",
+    "PartitionsError",
+    "build_partitions_def",
+    "check_run_partitions",
+    "windows_for_keys",
+    "windows_for_time_window",
+]
+
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+_SHOWN_KEYS = 3
 
 _SUB_DAY_FMT = "%Y-%m-%d-%H:%M"
 _DAY_FMT = "%Y-%m-%d"
@@ -42,12 +59,6 @@ _DAY_FMT = "%Y-%m-%d"
 
 class PartitionsError(ValueError):
     """A dataflow's partitions cannot become a Dagster partitions definition."""
-
-
-def _aligned(spec: PartitionSpec, bound: dt.datetime | dt.date | int) -> bool:
-    assert not isinstance(bound, int)
-    point = normalize_bound(bound, timezone=spec.timezone)
-    return floor_boundary(point, every=spec.every, step=spec.step, timezone=spec.timezone) == point
 
 
 def _local(spec: PartitionSpec, bound: dt.datetime | dt.date, fmt: str) -> str:
@@ -58,11 +69,7 @@ def _local(spec: PartitionSpec, bound: dt.datetime | dt.date, fmt: str) -> str:
 def _time_window_def(spec: PartitionSpec) -> dg.TimeWindowPartitionsDefinition | None:
     """The time-window definition for a calendar-aligned spec, or None when none fits."""
     cron = every_as_cron(spec) if spec.every != "integer" else None
-    if (
-        cron is None
-        or not _aligned(spec, spec.start)
-        or (spec.end is not None and not _aligned(spec, spec.end))
-    ):
+    if cron is None or irregular_windows(spec) is not None:
         return None
     assert not isinstance(spec.start, int)
     assert not isinstance(spec.end, int)
@@ -97,7 +104,7 @@ def _cached_time_window_def(spec: PartitionSpec) -> dg.TimeWindowPartitionsDefin
 def build_partitions_def(
     spec: PartitionSpec | None, *, dataflow: str = "?"
 ) -> dg.PartitionsDefinition | None:
-    """The Dagster partitions of a spec: keys equal ``[w.key for w in plan_windows(spec)]``.
+    """The Dagster partitions of a spec: keys equal ``[w.key for w in plan_partitions(spec)]``.
 
     Args:
         spec: the dataflow's partitions (None gives None: an unpartitioned asset).
@@ -120,13 +127,7 @@ def build_partitions_def(
     if time_def is not None:
         return time_def
     if spec.end is None:
-        why = (
-            "integer partitions"
-            if spec.every == "integer"
-            else f"every: {spec.every} with step {spec.step}"
-            if every_as_cron(spec) is None
-            else "a start off a calendar boundary (a partial first chunk)"
-        )
+        why = irregular_windows(spec)
         raise PartitionsError(
             f"dataflow {dataflow}: partitions: {why} become a fixed list of Dagster partitions, "
             "which needs an end; add partitions.end (or align start to a boundary)"
@@ -174,3 +175,50 @@ def windows_for_keys(spec: PartitionSpec, keys: Iterable[str]) -> list[Window]:
     if missing:
         raise PartitionsError(f"not partitions of {spec.every} partitions starting {spec.start}: {missing}")
     return sorted((found[k] for k in wanted), key=lambda w: w.lo)
+
+
+def _describe_keys(partitions_def: dg.PartitionsDefinition) -> str:
+    """The valid keys in a few words: the range and format of time windows, else a sample."""
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        first, last = partitions_def.get_first_partition_key(), partitions_def.get_last_partition_key()
+        if first is None or last is None:
+            return "none yet (no window has completed)"
+        return f"{first} to {last}, each the start of a window ({partitions_def.cron_schedule}, {partitions_def.timezone})"
+    keys = partitions_def.get_partition_keys()
+    if len(keys) <= 2 * _SHOWN_KEYS:
+        return ", ".join(keys)
+    return f"{', '.join(keys[:_SHOWN_KEYS])} ... {', '.join(keys[-_SHOWN_KEYS:])} ({len(keys)} keys)"
+
+
+def check_run_partitions(
+    partitions_def: dg.PartitionsDefinition, tags: Mapping[str, str], *, dataflow: str
+) -> None:
+    """Refuse a run tagged with a partition (or range end) that is not a key of the asset.
+
+    Dagster resolves an unknown time-window key to some window without complaint (``2024-03-15``
+    on monthly partitions loads April), so the asset checks the run's tags before it loads.
+
+    Raises:
+        PartitionsError: naming the key and the valid keys.
+    """
+    given = [(tag, tags[tag]) for tag in (PARTITION_TAG, RANGE_START_TAG, RANGE_END_TAG) if tag in tags]
+    bad = [(tag, key) for tag, key in given if not partitions_def.has_partition_key(key)]
+    if bad:
+        shown = ", ".join(f"{key!r} ({tag})" for tag, key in bad)
+        raise PartitionsError(
+            f"dataflow {dataflow}: {shown} is not a partition of this asset; valid keys: "
+            f"{_describe_keys(partitions_def)}. Nothing was loaded."
+        )
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        lo, hi = tags[RANGE_START_TAG], tags[RANGE_END_TAG]
+        if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+            window_of = partitions_def.time_window_for_partition_key
+            inverted = window_of(lo).start > window_of(hi).start
+        else:
+            keys = partitions_def.get_partition_keys()
+            inverted = keys.index(lo) > keys.index(hi)
+        if inverted:
+            raise PartitionsError(
+                f"dataflow {dataflow}: partition range {lo}...{hi} is inverted (its start is after its end); "
+                "nothing was loaded"
+            )

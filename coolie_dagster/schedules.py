@@ -1,4 +1,4 @@
-"""Scheduled runs: one Dagster schedule per distinct cron, never one per dataflow.
+"""Scheduled runs: one Dagster schedule per stage cron, never one per dataflow.
 
 A dataflow runs at its own ``schedule`` or else its stage's, in the stage's timezone. Dataflows
 sharing a (cron, timezone) share one schedule whose tick yields run requests that each select a
@@ -12,9 +12,15 @@ subset of assets:
 * a run never spans stages: it carries ``coolie/stage`` (and the stage ``timeout`` as
   ``dagster/max_runtime``) like the stage jobs' runs, so per-stage run limits hold for it too.
 
-Dagster resolves a schedule's ``target`` into one job, and a job may hold only one partitions
-definition. When one cron covers dataflows with different partition specs, the extra specs get
-their own schedule (``<name>_<every>_<hash>``); the common case stays one schedule per cron.
+Names say what runs: a stage's ``schedule`` gives ``<stage>_schedule``; dataflows with their own
+``schedule`` give ``<dataflow>_schedule`` (several dataflows of one stage sharing the same own
+cron share one schedule, ``<stage>_<cron>_schedule``, so the count stays per cron, not per
+dataflow). Dagster resolves a schedule's ``target`` into one job, and a job may hold only one
+partitions definition: when one schedule covers dataflows with different partition specs, the
+extra specs get their own (``<name>_<every>_<hash>_schedule``).
+
+Whether a schedule starts running on a fresh instance is the catalog's ``default_status``: the
+stage's for its schedule, the dataflow's (else its stage's) for a dataflow's own schedule.
 """
 
 import datetime as dt
@@ -30,6 +36,7 @@ import dagster as dg
 
 from coolie_core.catalog import LoadedCatalog
 from coolie_core.models import Dataflow, PartitionSpec
+from coolie_core.models.automation import DefaultStatus
 from coolie_core.sharding import assign_shard
 from coolie_core.windows import Window, floor_boundary, normalize_bound, plan_windows
 from coolie_dagster.tags import JOB_INDEX_TAG, JOB_NUM_TAG, STAGE_TAG, run_limit_tags
@@ -127,7 +134,13 @@ def _requests(
 
 
 def _schedule(
-    name: str, *, cron: str, timezone: str, members: list[_Member], description: str
+    name: str,
+    *,
+    cron: str,
+    timezone: str,
+    members: list[_Member],
+    description: str,
+    status: DefaultStatus,
 ) -> dg.ScheduleDefinition:
     def tick(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest | dg.SkipReason]:
         # A generator: Dagster accepts a single request or an iterator here, not a list.
@@ -144,23 +157,27 @@ def _schedule(
         target=dg.AssetSelection.assets(*sorted({m.key for m in members}, key=lambda k: k.to_user_string())),
         execution_fn=tick,
         description=description,
+        default_status=(
+            dg.DefaultScheduleStatus.RUNNING if status == "running" else dg.DefaultScheduleStatus.STOPPED
+        ),
     )
 
 
 def build_schedules(
     loaded: LoadedCatalog, *, translator: CoolieTranslator | None = None
 ) -> list[dg.ScheduleDefinition]:
-    """One schedule per distinct (cron, timezone) of the catalog's enabled dataflows.
+    """The schedules of the catalog's enabled dataflows (see the module docs for their names).
 
     Example:
         >>> from coolie_core.catalog import load_catalog
         >>> schedules = build_schedules(load_catalog("examples/demo/catalog.yaml"))  # doctest: +SKIP
-        >>> sorted(s.cron_schedule for s in schedules)  # doctest: +SKIP
-        ['0 * * * *', '15 * * * *', '30 2 * * *']
+        >>> [s.name for s in schedules]  # doctest: +SKIP
+        ['bronze_schedule', 'gold_schedule', 'silver_schedule']
     """
     translator = translator or CoolieTranslator()
     catalog = loaded.catalog
-    by_cron: dict[tuple[str, str], list[_Member]] = defaultdict(list)
+    # (stage, cron, timezone, own cron?, status) -> members
+    groups: dict[tuple[str, str, str, bool, DefaultStatus], list[_Member]] = defaultdict(list)
     for flow in catalog.dataflows:
         cron = catalog.schedule_for(flow)
         if not flow.enabled or cron is None:
@@ -169,36 +186,54 @@ def build_schedules(
         timezone = stage.timezone if stage else "UTC"
         shards = stage.shards if stage else 1
         timeout = stage.timeout if stage else None
-        by_cron[(cron, timezone)].append(_Member(flow, translator.get_asset_key(flow), shards, timeout))
+        stage_status: DefaultStatus = stage.default_status if stage else "stopped"
+        own = stage is None or stage.schedule != cron
+        status = (flow.default_status or stage_status) if own else stage_status
+        groups[(flow.stage, cron, timezone, own, status)].append(
+            _Member(flow, translator.get_asset_key(flow), shards, timeout)
+        )
 
     schedules: list[dg.ScheduleDefinition] = []
     used: set[str] = set()
-    for (cron, timezone), members in sorted(by_cron.items()):
-        base = f"coolie_{_slug(cron)}" + ("" if timezone == "UTC" else f"_{_slug(timezone)}")
-        if base in used:  # two crons with the same slug, e.g. "0-6" and "0,6"
-            base += "_" + hashlib.sha256(f"{cron}|{timezone}".encode()).hexdigest()[:6]
-        used.add(base)
-        groups: dict[str | None, list[_Member]] = defaultdict(list)
+    for (stage_name, cron, timezone, own, status), members in sorted(groups.items()):
+        if not own:
+            prefix = stage_name
+        elif len(members) == 1:
+            prefix = members[0].flow.name
+        else:
+            prefix = f"{stage_name}_{_slug(cron)}"
+        if f"{prefix}_schedule" in used:  # a dataflow named like a stage, two statuses on one cron
+            prefix += (
+                "_" + hashlib.sha256(f"{stage_name}|{cron}|{timezone}|{status}".encode()).hexdigest()[:6]
+            )
+        used.add(f"{prefix}_schedule")
+        by_spec: dict[str | None, list[_Member]] = defaultdict(list)
         for member in members:
-            groups[_partitions_identity(member.flow.partitions)].append(member)
-        partitioned = sorted(k for k in groups if k is not None)
+            by_spec[_partitions_identity(member.flow.partitions)].append(member)
+        partitioned = sorted(k for k in by_spec if k is not None)
         # Unpartitioned dataflows ride on the first schedule; each further partitions spec gets its own.
-        splits = [groups.get(None, []) + (groups[partitioned[0]] if partitioned else [])]
-        names = [base]
+        splits = [by_spec.get(None, []) + (by_spec[partitioned[0]] if partitioned else [])]
+        names = [f"{prefix}_schedule"]
         for identity in partitioned[1:]:
-            spec = groups[identity][0].flow.partitions
+            spec = by_spec[identity][0].flow.partitions
             assert spec is not None
-            splits.append(groups[identity])
-            names.append(f"{base}_{spec.every}_{hashlib.sha256(identity.encode()).hexdigest()[:6]}")
+            splits.append(by_spec[identity])
+            names.append(
+                f"{prefix}_{spec.every}_{hashlib.sha256(identity.encode()).hexdigest()[:6]}_schedule"
+            )
         for name, split in zip(names, splits, strict=True):
             flows = ", ".join(sorted(m.flow.name for m in split)[:5]) + (", ..." if len(split) > 5 else "")
+            what = f"stage {stage_name}" if not own else f"stage {stage_name}, own schedule"
             schedules.append(
                 _schedule(
                     name,
                     cron=cron,
                     timezone=timezone,
                     members=split,
-                    description=f"coolie: {len(split)} dataflow(s) at '{cron}' ({timezone}): {flows}",
+                    status=status,
+                    description=(
+                        f"coolie {what}: runs {len(split)} dataflow(s) at '{cron}' ({timezone}): {flows}"
+                    ),
                 )
             )
     return schedules

@@ -31,6 +31,7 @@ import dagster as dg
 from coolie_core.catalog import LoadedCatalog
 from coolie_core.locations import source_location
 from coolie_core.models import FileSource
+from coolie_dagster.automation import sensor_status
 from coolie_dagster.translator import CoolieTranslator
 
 __all__ = [
@@ -126,6 +127,8 @@ def build_file_arrival_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         target=dg.AssetSelection.assets(*targets),
         description=f"coolie: launches {len(targets)} file-sourced dataflow(s) when their files change",
+        # The catalog's defaults.default_status says whether it starts running on a fresh instance.
+        default_status=sensor_status(catalog.defaults.default_status),
     )
 
 

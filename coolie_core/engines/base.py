@@ -8,13 +8,16 @@ files, the driver makes one Delta commit) may hand over a :class:`DistributedRow
 
 import datetime as dt
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import polars as pl
 
 from coolie_core.io.delta import CommitInfo, WriteResult
 from coolie_core.models import Catalog, Dataflow
 from coolie_core.watermarks import Watermark
+
+if TYPE_CHECKING:
+    from coolie_core.reading import NewData
 from coolie_core.windows import Window
 
 __all__ = ["DistributedRows", "Engine"]
@@ -73,8 +76,15 @@ class Engine(Protocol):
         ...
 
     def read_batch(
-        self, catalog: Catalog, flow: Dataflow, *, watermark: Watermark | None = None
+        self,
+        catalog: Catalog,
+        flow: Dataflow,
+        *,
+        watermark: Watermark | None = None,
+        accounting: bool = False,
+        new: "NewData | None" = None,
     ) -> pl.DataFrame | DistributedRows:
         """Like :meth:`read_frame` for an incremental run (no window); the engine may keep a large
-        plain append to a Delta table distributed."""
+        plain append to a Delta table distributed. ``accounting``/``new``: the batch's rows not
+        to load come back marked (see :mod:`coolie_core.reading`)."""
         ...

@@ -4,7 +4,7 @@ import polars as pl
 
 from coolie_core.engines.base import DistributedRows
 from coolie_core.models import Catalog, Dataflow
-from coolie_core.reading import read_frame
+from coolie_core.reading import NewData, read_frame
 from coolie_core.watermarks import Watermark
 from coolie_core.windows import Window
 
@@ -28,7 +28,13 @@ class PolarsEngine:
         return read_frame(catalog, flow, window=window, watermark=watermark)
 
     def read_batch(
-        self, catalog: Catalog, flow: Dataflow, *, watermark: Watermark | None = None
+        self,
+        catalog: Catalog,
+        flow: Dataflow,
+        *,
+        watermark: Watermark | None = None,
+        accounting: bool = False,
+        new: NewData | None = None,
     ) -> pl.DataFrame | DistributedRows:
         """Polars always hands a DataFrame over."""
-        return read_frame(catalog, flow, watermark=watermark)
+        return read_frame(catalog, flow, watermark=watermark, accounting=accounting, new=new)

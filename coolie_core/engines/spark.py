@@ -4,12 +4,14 @@ Semantics are the Polars engine's (same catalog, same tables):
 
 * sources are read with the schema polars infers, and results are cast to the schema polars would
   produce — a table gets the same columns and types from either engine;
-* the driver keeps the shared steps (watermark maximum, system columns, commit metadata, the
-  write): results come back through Arrow as a polars DataFrame, except a large plain append to a
-  Delta table (more than ``arrow_max_rows`` rows), which Spark tasks write as Parquet files that
-  the driver commits in ONE delta-rs commit (:mod:`coolie_core.engines.spark_delta`). merge,
-  replace_window, scd2 and overwrite always go through Arrow -> delta-rs, with the same atomic
-  single-commit guarantees as the Polars engine.
+* the driver keeps the shared steps (watermark maximum, system columns, commit metadata): a
+  batch of more than ``arrow_max_rows`` rows for a Delta table stays on Spark whatever its load —
+  Spark tasks write the Parquet files (and rewrite the files a merge, scd2 or replace_window
+  changes) and the driver commits removes + adds in ONE delta-rs commit
+  (:mod:`coolie_core.engines.spark_write`, :mod:`coolie_core.engines.spark_scd2`), holding only
+  metadata. Smaller batches, window runs, quarantine and ``schema_drift: evolve`` come back
+  through Arrow as a polars DataFrame and are written by delta-rs, with the same atomic
+  single-commit guarantees.
 
 The session: the one handed over with :meth:`SparkEngine.use_session` (Dagster's pyspark resource
 does this), else the process' active session, else a new one from :func:`spark_config`
@@ -33,8 +35,8 @@ from coolie_core.errors import DataError
 from coolie_core.io.delta import CommitInfo, WriteResult
 from coolie_core.models import Catalog, Dataflow
 from coolie_core.quarantine import with_quarantine_columns
-from coolie_core.reading import sql_bounds
-from coolie_core.transforms import LOADED_AT, RUN_ID, apply_transforms
+from coolie_core.reading import NewData, collect, scan_left_out, split_marked, sql_bounds
+from coolie_core.transforms import DROPPED, LOADED_AT, REJECT_RULE, RUN_ID, apply_transforms
 from coolie_core.watermarks import Watermark
 from coolie_core.windows import Window
 
@@ -46,6 +48,7 @@ ARROW_MAX_ROWS_ENV = "COOLIE_SPARK_ARROW_MAX_ROWS"
 """Appends larger than this many rows are written by Spark tasks (default 1,000,000)."""
 
 _ROWS = "__coolie_rows"
+_REASONS = ("filter", "dedup", "late", "no_watermark")
 
 REQUIRED_CONFIG = {
     "spark.sql.session.timeZone": "UTC",
@@ -82,8 +85,29 @@ def _polars_schema(schema: pl.Schema, flow: Dataflow) -> pl.Schema | None:
         return None
 
 
+def _judge(sdf: Any, flow: Dataflow) -> Any:
+    """Mark the living rows without a watermark value (as the Polars engine's reading does)."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    from coolie_core.engines.spark_transforms import _rejection
+
+    columns = flow.watermark_columns
+    if not columns or any(c not in sdf.columns for c in columns):
+        return sdf
+    living = reduce(
+        lambda a, b: a & b, [F.col(c).isNull() for c in (DROPPED, REJECT_RULE) if c in sdf.columns]
+    )
+    missing = reduce(lambda a, b: a & b, [F.col(c).isNull() for c in columns])
+    if REJECT_RULE in sdf.columns:
+        reason = F.lit(f"no watermark value ({', '.join(columns)} null)")
+        return sdf.withColumns(_rejection("watermark", reason, living & missing))
+    return sdf.withColumn(DROPPED, F.when(living & missing, F.lit("no_watermark")).otherwise(F.col(DROPPED)))
+
+
 class SparkRows:
-    """A large append that stays on Spark: its tasks write it when the driver commits.
+    """A large batch that stays on Spark: its tasks write it when the driver commits.
 
     Read twice — once for the row count and the watermark maxima (one aggregation), once by the
     writing tasks, which keep only rows at or below those maxima, so rows that reach the source
@@ -91,17 +115,31 @@ class SparkRows:
     """
 
     def __init__(
-        self, sdf: Any, *, height: int, maxima: pl.DataFrame, schema: pl.Schema, dataflow: str
+        self,
+        sdf: Any,
+        *,
+        height: int,
+        maxima: pl.DataFrame,
+        schema: pl.Schema,
+        dataflow: str,
+        tally: dict[str, int] | None = None,
+        flow: Dataflow | None = None,
+        window: Window | None = None,
     ) -> None:
         self._sdf = sdf
+        self._flow = flow
+        self._window = window
+        """A window run's window: the rows replace exactly it."""
         self._height = height
         self._maxima = maxima
         self._schema = schema
         self._dataflow = dataflow
+        self.tally = dict(tally or {})
+        """Rows read but not to load, per reason (as :func:`coolie_core.reading.split_marked`)."""
 
     @property
     def height(self) -> int:
-        """Number of rows."""
+        """Number of rows read (the marked ones included)."""
         return self._height
 
     def empty(self) -> pl.DataFrame:
@@ -123,13 +161,16 @@ class SparkRows:
         like: pl.DataFrame,
         system_columns: tuple[dt.datetime, str] | None,
     ) -> WriteResult:
-        """Spark tasks write Parquet into the table folder; one delta-rs commit adds the files."""
+        """Spark tasks write Parquet into the table folder; one delta-rs commit adds the files (and,
+        for the other loads of the dataflow, removes those it replaces)."""
         from pyspark.sql import functions as F
 
         from coolie_core.engines.spark_delta import append_with_spark
         from coolie_core.engines.spark_transforms import spark_literal
 
         sdf = self._sdf
+        if DROPPED in sdf.columns:  # marked rows are counted, never written
+            sdf = sdf.filter(F.col(DROPPED).isNull())
         types = {f.name: f.dataType for f in sdf.schema.fields}
         caps = self._maxima.row(0, named=True) if self._maxima.width else {}
         for column, value in caps.items():
@@ -140,9 +181,55 @@ class SparkRows:
         if system_columns is not None:
             loaded_at, run_id = system_columns
             sdf = sdf.withColumns({LOADED_AT: spark_literal(loaded_at, None), RUN_ID: F.lit(run_id)})
-        return append_with_spark(
-            sdf.select(*like.columns), path, schema=like.schema, rows=self._height, info=info
+        rows = self._height - sum(self.tally.values())
+        if self._flow is not None and (self._window is not None or self._flow.destination.load != "append"):
+            return self._write(sdf, path, info=info, like=like, rows=rows)
+        return append_with_spark(sdf.select(*like.columns), path, schema=like.schema, rows=rows, info=info)
+
+    def _write(self, sdf: Any, path: Path, *, info: CommitInfo, like: pl.DataFrame, rows: int) -> WriteResult:
+        """overwrite, replace_window, merge, scd2 on Spark tasks (:mod:`coolie_core.engines.spark_write`)."""
+        from pyspark.sql import functions as F
+
+        from coolie_core.engines.spark_scd2 import scd2_with_spark
+        from coolie_core.engines.spark_types import ORDER
+        from coolie_core.engines.spark_write import (
+            merge_with_spark,
+            overwrite_with_spark,
+            replace_window_with_spark,
         )
+        from coolie_core.windows import windows_covering
+
+        assert self._flow is not None
+        flow, destination = self._flow, self._flow.destination
+        ordered = sdf.select(*like.columns, ORDER)
+        if self._window is not None:  # a window run replaces exactly its window, whatever the load
+            assert flow.partitions is not None
+            return replace_window_with_spark(
+                ordered.drop(ORDER), path, schema=like.schema, rows=rows, info=info,
+                column=flow.partitions.column, windows=[(self._window.lo, self._window.hi)],
+                timezone=flow.partitions.timezone,
+            )  # fmt: skip
+        if destination.load == "overwrite":
+            return overwrite_with_spark(ordered.drop(ORDER), path, schema=like.schema, rows=rows, info=info)
+        if destination.load == "replace_window":
+            assert flow.partitions is not None
+            column = flow.partitions.column
+            lo, hi = sdf.agg(F.min(column), F.max(column)).collect()[0]  # the windows the batch spans
+            covering = windows_covering(flow.partitions, lo=lo, hi_inclusive=hi)
+            return replace_window_with_spark(
+                ordered.drop(ORDER), path, schema=like.schema, rows=rows, info=info, column=column,
+                windows=[(w.lo, w.hi) for w in covering], timezone=flow.partitions.timezone,
+            )  # fmt: skip
+        if destination.load == "merge":
+            return merge_with_spark(
+                ordered, path, schema=like.schema, keys=destination.merge_keys,
+                order_columns=flow.watermark_columns, policy=destination.on_duplicate_keys,
+                cdc=destination.cdc, info=info,
+            )  # fmt: skip
+        return scd2_with_spark(
+            ordered, path, schema=like.schema, destination=destination, info=info,
+            order_columns=flow.watermark_columns,
+        )  # fmt: skip
 
 
 class SparkEngine:
@@ -191,7 +278,13 @@ class SparkEngine:
             return self._session
 
     def _plan(
-        self, catalog: Catalog, flow: Dataflow, *, window: Window | None, watermark: Watermark | None
+        self,
+        catalog: Catalog,
+        flow: Dataflow,
+        *,
+        window: Window | None,
+        watermark: Watermark | None,
+        accounting: bool = False,
     ) -> tuple[Any, pl.Schema | None, int | None]:
         """The Spark DataFrame of the rows to load (lazy, with ORDER), their polars schema and an
         upper bound of their count when known without reading (the source's rows)."""
@@ -215,6 +308,11 @@ class SparkEngine:
         if flow.quarantine is not None:  # the raw row and reject columns, as the Polars engine adds them
             sdf = with_spark_quarantine_columns(sdf)
             source_schema = with_quarantine_columns(pl.LazyFrame(schema=source_schema)).collect_schema()
+        if accounting:  # rows removed by a declared rule are marked, not dropped (coolie_core.reading)
+            from pyspark.sql import functions as F
+
+            sdf = sdf.withColumn(DROPPED, F.lit(None).cast("string"))
+            source_schema = pl.Schema({**source_schema, DROPPED: pl.String()})
         target = _polars_schema(source_schema, flow)
         sdf = apply_spark_transforms(sdf, flow.transforms, dataflow=flow.name)
         if window is not None:
@@ -230,6 +328,8 @@ class SparkEngine:
             )
         if watermark:
             sdf = spark_watermark_filter(sdf, watermark, flow.lookback, where=flow.name)
+        if accounting:
+            sdf = _judge(sdf, flow)
         return sdf, target, source.rows  # transforms and filters never add rows
 
     def read_frame(
@@ -239,44 +339,126 @@ class SparkEngine:
         *,
         window: Window | None = None,
         watermark: Watermark | None = None,
+        accounting: bool = False,
     ) -> pl.DataFrame:
-        """The rows a run of ``flow`` loads, computed by Spark, in input order, as polars types."""
+        """The rows a run of ``flow`` loads, computed by Spark, in input order, as polars types
+        (``accounting``: with the marked rows, see :meth:`read_batch`)."""
         from coolie_core.engines.spark_types import to_polars
 
-        sdf, target, _ = self._plan(catalog, flow, window=window, watermark=watermark)
+        sdf, target, _ = self._plan(catalog, flow, window=window, watermark=watermark, accounting=accounting)
         # Input order matters downstream (latest row per key, SCD2 ties): to_polars restores it.
         return to_polars(sdf, target, where=f"dataflow {flow.name}")
 
-    def read_batch(
-        self, catalog: Catalog, flow: Dataflow, *, watermark: Watermark | None = None
-    ) -> pl.DataFrame | DistributedRows:
-        """The rows of an incremental run. A plain append to an unpartitioned Delta table of more
-        than ``arrow_max_rows`` rows stays on Spark (:class:`SparkRows`); the rest comes back as
-        polars."""
+    def read_window(self, catalog: Catalog, flow: Dataflow, *, window: Window) -> pl.DataFrame | DistributedRows:
+        """The rows of a window run, ready to replace the window (a merge's latest row per key
+        without the change feed's deletes, as :func:`coolie_core.replay.prepare_window_rows`).
+
+        More than ``arrow_max_rows`` rows for an unpartitioned Delta table stay on Spark
+        (:class:`SparkRows`, whose ``tally`` counts the folded duplicates); else the rows read
+        come back as polars, to be prepared by the driver.
+        """
         from pyspark.sql import functions as F
 
         from coolie_core.engines.spark_types import ORDER, conform, to_polars
+        from coolie_core.engines.spark_write import dedup_keys
 
         destination = flow.destination
         if (
             destination.format != "delta"
-            or destination.load != "append"
             or destination.partition_by
             or destination.schema_drift == "evolve"
             or flow.quarantine is not None
         ):
-            return self.read_frame(catalog, flow, watermark=watermark)
-        sdf, target, at_most = self._plan(catalog, flow, window=None, watermark=watermark)
+            return self.read_frame(catalog, flow, window=window)
+        sdf, target, at_most = self._plan(catalog, flow, window=window, watermark=None)
         where = f"dataflow {flow.name}"
         if target is None or (at_most is not None and at_most <= self.arrow_max_rows):
-            return to_polars(sdf, target, where=where)  # small for sure: no need to count first
-        sdf = sdf.drop(ORDER)
+            return to_polars(sdf, target, where=where)
         present = [c for c in flow.watermark_columns if c in target]
         stats = to_polars(
-            sdf.agg(F.count(F.lit(1)).alias(_ROWS), *[F.max(c).alias(c) for c in present]), None, where=where
+            sdf.drop(ORDER).agg(F.count(F.lit(1)).alias(_ROWS), *[F.max(c).alias(c) for c in present]),
+            None,
+            where=where,
         )
         height = int(stats[_ROWS][0])
         if height <= self.arrow_max_rows:
             return to_polars(sdf, target, where=where)
-        maxima = conform(stats.drop(_ROWS), pl.Schema({c: target[c] for c in present}), where=where)
-        return SparkRows(sdf, height=height, maxima=maxima, schema=target, dataflow=flow.name)
+        maxima = conform(stats.select(present), pl.Schema({c: target[c] for c in present}), where=where)
+        tally: dict[str, int] = {}
+        if flow.load == "merge":
+            sdf = dedup_keys(sdf, destination.merge_keys, present, policy="latest", dataflow=flow.name)
+            if destination.cdc is not None:
+                deleted = F.col(destination.cdc.column).cast("string").isin(destination.cdc.delete)
+                sdf = sdf.filter(F.coalesce(~deleted, F.lit(False)))
+            folded = height - sdf.count()
+            tally = {"dedup": folded} if folded else {}
+        return SparkRows(
+            sdf, height=height, maxima=maxima, schema=target, dataflow=flow.name, tally=tally, flow=flow,
+            window=window,
+        )  # fmt: skip
+
+    def read_batch(
+        self,
+        catalog: Catalog,
+        flow: Dataflow,
+        *,
+        watermark: Watermark | None = None,
+        accounting: bool = False,
+        new: NewData | None = None,
+    ) -> pl.DataFrame | DistributedRows:
+        """The rows of an incremental run. A batch of more than ``arrow_max_rows`` rows for an
+        unpartitioned Delta table stays on Spark (:class:`SparkRows`), whatever its load; the rest
+        comes back as polars.
+
+        ``accounting``/``new``: as :func:`coolie_core.reading.read_frame` — the rows a declared
+        rule removes are marked; the new data's rows the watermark leaves out (late, without a
+        watermark value) are read by polars (never loaded, only counted or quarantined).
+        """
+        from pyspark.sql import functions as F
+
+        from coolie_core.engines.spark_types import ORDER, conform, to_polars
+
+        left_out = scan_left_out(catalog, flow, watermark=watermark, new=new) if accounting else None
+        extra = None if left_out is None else collect(left_out, dataflow=flow.name)
+
+        def with_extra(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame if extra is None else pl.concat([frame, extra], how="diagonal_relaxed")
+
+        destination = flow.destination
+        if (
+            destination.format != "delta"
+            or destination.partition_by
+            or destination.schema_drift == "evolve"
+            or flow.quarantine is not None
+        ):
+            return with_extra(self.read_frame(catalog, flow, watermark=watermark, accounting=accounting))
+        sdf, target, at_most = self._plan(
+            catalog, flow, window=None, watermark=watermark, accounting=accounting
+        )
+        where = f"dataflow {flow.name}"
+        if target is None or (at_most is not None and at_most <= self.arrow_max_rows):
+            return with_extra(to_polars(sdf, target, where=where))  # small for sure: no need to count first
+        ordered, sdf = sdf, sdf.drop(ORDER)  # input order matters to merge and scd2 (latest row)
+        present = [c for c in flow.watermark_columns if c in target]
+        marked = [
+            F.sum(F.when(F.col(DROPPED) == r, 1).otherwise(0)).alias(f"__coolie_{r}")
+            for r in _REASONS
+            if DROPPED in sdf.columns
+        ]
+        stats = to_polars(
+            sdf.agg(F.count(F.lit(1)).alias(_ROWS), *[F.max(c).alias(c) for c in present], *marked),
+            None,
+            where=where,
+        )
+        height = int(stats[_ROWS][0])
+        if height <= self.arrow_max_rows:
+            return with_extra(to_polars(ordered, target, where=where))
+        maxima = conform(stats.select(present), pl.Schema({c: target[c] for c in present}), where=where)
+        tally = {r: int(stats[f"__coolie_{r}"][0] or 0) for r in _REASONS if f"__coolie_{r}" in stats.columns}
+        if extra is not None:  # counted here, never written
+            for reason, n in split_marked(extra)[1].items():
+                tally[reason] = tally.get(reason, 0) + n
+            height += extra.height
+        return SparkRows(
+            ordered, height=height, maxima=maxima, schema=target, dataflow=flow.name, tally=tally, flow=flow
+        )

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F  # pyspark's own convention
 from coolie_core.engines.spark_types import delta_to_spark, spark_errors
 from coolie_core.errors import TransientError, WriteError
 from coolie_core.faults import fault_point
-from coolie_core.io.delta import CommitInfo, WriteResult, _wrap_errors, delta_table_exists
+from coolie_core.io.delta import CommitInfo, WriteResult, _note_written, _wrap_errors, delta_table_exists
 
 __all__ = ["append_with_spark"]
 
@@ -101,6 +101,7 @@ def append_with_spark(
             raise WriteError(
                 f"{where}: Spark wrote {written} rows to {folder}, expected {rows}; nothing committed"
             )
+        _note_written(info, rows)  # recorded with the batch: a retry after the commit reports it
         fault_point("after_files", info.dataflow)
         try:
             if table is None:

@@ -26,7 +26,8 @@ from pyspark.sql import functions as F  # pyspark's own convention
 
 from coolie_core.engines.spark_types import ORDER, arrow_for_spark, spark_errors, spark_schema, to_spark
 from coolie_core.errors import SourceError, TransientError
-from coolie_core.io.sources import SqlBound, _file_paths, read_source
+from coolie_core.io.source_files import source_files
+from coolie_core.io.sources import SqlBound, read_source
 from coolie_core.locations import source_location
 from coolie_core.models import Catalog, Dataflow, DeltaSource, FileSource
 from coolie_core.reading import collect
@@ -229,7 +230,7 @@ def read_spark_source(
     if isinstance(source, FileSource) and source.format != "json":
         location = source_location(catalog, flow)
         assert location is not None
-        files = _file_paths(location, dataflow=flow.name)
+        files = source_files(source, location, dataflow=flow.name)  # empty files hold no rows
         reader: Callable[[], SparkSource] = partial(_read_files, spark, source, files, dataflow=flow.name)
     elif isinstance(source, DeltaSource):
         location = source_location(catalog, flow)

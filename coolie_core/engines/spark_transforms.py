@@ -33,6 +33,7 @@ from pyspark.sql.types import (
     TimestampNTZType,
 )
 
+from coolie_core.casts import ISO_DATETIME
 from coolie_core.engines.spark_types import ORDER, polars_dtype_of, spark_errors
 from coolie_core.errors import DataError
 from coolie_core.filters import _minus_lookback, coerce_bound
@@ -50,7 +51,7 @@ from coolie_core.models import (
     SelectTransform,
     Transform,
 )
-from coolie_core.transforms import INTERNAL_COLUMNS, RAW_ROW, REDACTED, REJECT_REASON, REJECT_RULE
+from coolie_core.transforms import DROPPED, INTERNAL_COLUMNS, RAW_ROW, REDACTED, REJECT_REASON, REJECT_RULE
 from coolie_core.watermarks import Watermark
 
 __all__ = [
@@ -179,6 +180,30 @@ def _hash(columns: list[str], types: dict[str, DataType]) -> Column:
 # ------------------------------------------------------------------ casts
 
 
+def _iso_timestamp(col: Column) -> Column:
+    """Text in :data:`~coolie_core.casts.ISO_DATETIME` as a timestamp, null for any other text.
+
+    The same texts as the Polars engine: Spark's own cast also takes ``2024``, ``2024-3-1`` or a
+    leading blank, and no offset after ``HH:MM``. The parts are reassembled into one canonical
+    text (seconds and offset filled in), which Spark's cast parses.
+    """
+
+    def part(group: int, default: str) -> Column:
+        found = F.regexp_extract(col, ISO_DATETIME, group)
+        return F.when(found == "", F.lit(default)).otherwise(found)
+
+    offset = F.regexp_replace(part(5, "+00:00"), r"^Z$", "+00:00")
+    canonical = F.concat(
+        part(1, ""),
+        F.lit(" "),
+        part(2, "00:00"),
+        part(3, ":00"),
+        part(4, ""),
+        F.regexp_replace(offset, r"^([+-]\d{2}):?(\d{2})$", "$1:$2"),
+    )
+    return F.when(col.rlike(ISO_DATETIME), canonical.try_cast("timestamp"))
+
+
 def _converted(column: str, type_name: str, fmt: str | None, dtype: DataType, *, where: str) -> Column:
     """The cast value, null where the value does not convert (like polars' non-strict cast)."""
     col = F.col(column)
@@ -188,7 +213,7 @@ def _converted(column: str, type_name: str, fmt: str | None, dtype: DataType, *,
     if isinstance(dtype, StringType) and name == "date":
         return col.try_cast("date") if pattern is None else F.try_to_date(col, pattern)
     if isinstance(dtype, StringType) and name == "datetime":
-        return col.try_cast("timestamp") if pattern is None else F.try_to_timestamp(col, F.lit(pattern))
+        return _iso_timestamp(col) if pattern is None else F.try_to_timestamp(col, F.lit(pattern))
     if isinstance(dtype, StringType) and name == "string":
         return col
     if name == "string":
@@ -283,10 +308,17 @@ def _quarantined_casts(
 # ------------------------------------------------------------------ transforms
 
 
+def _alive(types: dict[str, DataType]) -> Column:
+    """Rows no rule has removed or rejected (as :func:`coolie_core.transforms.alive`)."""
+    parts = [F.col(c).isNull() for c in (DROPPED, REJECT_RULE) if c in types]
+    return reduce(lambda a, b: a & b, parts) if parts else F.lit(True)
+
+
 def _apply(sdf: DataFrame, transform: Transform, *, where: str) -> DataFrame:
     types = {f.name: f.dataType for f in sdf.schema.fields}
-    internal = [c for c in INTERNAL_COLUMNS if c in types]
-    available = [c for c in sdf.columns if c != ORDER and c not in INTERNAL_COLUMNS]
+    internal = [c for c in (*INTERNAL_COLUMNS, DROPPED) if c in types]
+    available = [c for c in sdf.columns if c != ORDER and c not in internal]
+    judged = _alive(types)
 
     def need(columns: list[str] | dict[str, str]) -> None:
         missing = [c for c in columns if c not in available]
@@ -295,7 +327,9 @@ def _apply(sdf: DataFrame, transform: Transform, *, where: str) -> DataFrame:
 
     if isinstance(transform, CastTransform):
         need(transform.columns)
-        if internal:
+        if DROPPED in types:  # a removed row's values are not cast (a filter may have removed bad ones)
+            sdf = sdf.withColumns({c: F.when(F.col(DROPPED).isNull(), F.col(c)) for c in transform.columns})
+        if REJECT_RULE in types:
             return _quarantined_casts(sdf, transform, types, where=where)
         return sdf.withColumns(
             {
@@ -311,15 +345,25 @@ def _apply(sdf: DataFrame, transform: Transform, *, where: str) -> DataFrame:
             {c: _sql(e, where=f"{where}.columns.{c}") for c, e in transform.columns.items()}
         )
     if isinstance(transform, FilterTransform):
-        return sdf.filter(_sql(transform.condition, where=f"{where}.condition"))
+        condition = _sql(transform.condition, where=f"{where}.condition")
+        if DROPPED in types:
+            failed = judged & ~F.coalesce(condition, F.lit(False))
+            return sdf.withColumn(DROPPED, F.when(failed, F.lit("filter")).otherwise(F.col(DROPPED)))
+        # A rejected row goes on to the quarantine table whatever a filter says of it.
+        return sdf.filter(condition | ~judged) if internal else sdf.filter(condition)
     if isinstance(transform, DedupTransform):
         need(transform.keys + transform.order_by)
         # The last row by (order_by, input order), nulls first: the first by the reverse order.
-        window = Window.partitionBy(*transform.keys).orderBy(
+        # Only the living rows are judged (removed and rejected rows rank apart and are kept).
+        window = Window.partitionBy(*transform.keys, judged).orderBy(
             *[F.col(c).desc_nulls_last() for c in transform.order_by], F.col(ORDER).desc()
         )
         ranked = sdf.withColumn("__coolie_rank", F.row_number().over(window))
-        return ranked.filter(F.col("__coolie_rank") == 1).drop("__coolie_rank")
+        duplicate = judged & (F.col("__coolie_rank") > 1)
+        if DROPPED in types:
+            marked = ranked.withColumn(DROPPED, F.when(duplicate, F.lit("dedup")).otherwise(F.col(DROPPED)))
+            return marked.drop("__coolie_rank")
+        return ranked.filter(~duplicate).drop("__coolie_rank")
     if isinstance(transform, SelectTransform):
         need(transform.columns)
         return sdf.select(*transform.columns, *internal, ORDER)
@@ -344,11 +388,22 @@ def _apply(sdf: DataFrame, transform: Transform, *, where: str) -> DataFrame:
         return sdf.withColumns(masked)
     if isinstance(transform, AggregateTransform):
         need(transform.by)
-        aggregated = sdf.groupBy(*transform.by).agg(
-            *[_sql(e, where=f"{where}.columns.{c}").alias(c) for c, e in transform.columns.items()]
+        aggregated = (
+            (sdf.filter(judged) if internal else sdf)
+            .groupBy(*transform.by)
+            .agg(*[_sql(e, where=f"{where}.columns.{c}").alias(c) for c, e in transform.columns.items()])
         )
         # Polars sorts the groups by their keys (nulls first): that is the new input order.
-        return aggregated.withColumn(ORDER, F.struct(*[F.col(c) for c in transform.by]))
+        aggregated = aggregated.withColumn(ORDER, F.struct(*[F.col(c) for c in transform.by]))
+        if not internal:
+            return aggregated
+        # Removed and rejected rows stay out of the groups and go on (to be counted, quarantined).
+        passing = (
+            sdf.filter(~judged)
+            .select(*transform.by, *internal)
+            .withColumn(ORDER, F.struct(*[F.col(c) for c in transform.by]))
+        )
+        return aggregated.unionByName(passing, allowMissingColumns=True)
     raise TypeError(f"unknown transform {transform!r}")  # pragma: no cover - the union is closed
 
 

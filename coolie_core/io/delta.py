@@ -6,6 +6,7 @@ watermark land together or not at all.
 """
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,10 @@ from coolie_core.faults import fault_point
 from coolie_core.models import DestinationSpec
 from coolie_core.transforms import cdc_deleted, latest_per_key
 from coolie_core.watermarks import (
+    ACCOUNTS_KEY,
     BATCH_KEY,
     DATAFLOW_KEY,
+    LISTED_AT_KEY,
     RUN_ID_KEY,
     SOURCE_KEY,
     WATERMARK_KEY,
@@ -33,6 +36,7 @@ from coolie_core.watermarks import (
 __all__ = [
     "CommitInfo",
     "WriteResult",
+    "commit_empty",
     "delta_table_exists",
     "quote",
     "window_predicate",
@@ -56,6 +60,10 @@ class CommitInfo:
     extra: dict[str, str] = field(default_factory=dict)
     app_transaction: tuple[str, int] | None = None
     """Overrides the default ``(coolie:<dataflow>, batch)`` transaction (replay chunks use their own)."""
+    listed_at: int | None = None
+    """When the batch listed its source files (ns since the epoch)."""
+    accounts: dict[str, int] | None = None
+    """The batch's row accounting; the writer sets ``rows_written`` before it commits."""
 
     def properties(self) -> Any:
         from deltalake import CommitProperties, Transaction
@@ -73,6 +81,10 @@ class CommitInfo:
             metadata[WINDOW_KEY] = self.window
         if self.source is not None:
             metadata[SOURCE_KEY] = self.source
+        if self.listed_at is not None:
+            metadata[LISTED_AT_KEY] = str(self.listed_at)
+        if self.accounts is not None:
+            metadata[ACCOUNTS_KEY] = json.dumps(self.accounts, sort_keys=True)
         return CommitProperties(custom_metadata=metadata, app_transactions=transactions or None)
 
 
@@ -207,6 +219,7 @@ def write_delta(
 
     def append(data: pl.DataFrame) -> WriteResult:
         """Append (creating the table on first write) in one commit."""
+        _note_written(info, data.height)
         write_deltalake(
             target,
             data.to_arrow(),
@@ -242,6 +255,7 @@ def write_delta(
                     data = data.filter(~cdc_deleted(destination.cdc))
             return append(data)
         if load == "overwrite":
+            _note_written(info, frame.height)
             write_deltalake(
                 target,
                 frame.to_arrow(),
@@ -261,6 +275,7 @@ def write_delta(
             if not exists:
                 return append(frame)
             predicate = window_predicate(window_column, windows, dtype, timezone=window_timezone)
+            _note_written(info, frame.height)
             write_deltalake(
                 target,
                 frame.to_arrow(),
@@ -276,6 +291,7 @@ def write_delta(
             frame, keys, order_columns, policy=destination.on_duplicate_keys, dataflow=info.dataflow
         )
         table = target
+        _note_written(info, data.height)
         fault_point("delta_commit", info.dataflow)
         predicate = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
         merger = table.merge(
@@ -306,6 +322,36 @@ def write_delta(
         if wrapped is exc:
             raise
         raise wrapped from exc
+
+
+def _note_written(info: CommitInfo, rows: int) -> None:
+    """Record the rows a commit writes in its accounting (read back by a retry of the batch)."""
+    if info.accounts is not None:
+        info.accounts["rows_written"] = rows
+
+
+def commit_empty(path: Path, *, info: CommitInfo) -> int:
+    """Commit a batch that writes no rows (its watermark, source and accounting); the version.
+
+    A batch whose rows were all filtered, late or quarantined still moves the dataflow on, so
+    the next run neither reads nor reports those rows again. ``path`` must hold a table.
+    """
+    from deltalake import DeltaTable, write_deltalake
+
+    _note_written(info, 0)
+    table = _snapshot(path, info)
+    from arro3.core import Table  # delta-rs' Arrow library: no pandas import, unlike pyarrow
+
+    empty = Table.from_batches([], schema=table.schema().to_arrow())
+    try:
+        write_deltalake(table, empty, mode="append", commit_properties=info.properties())
+    except Exception as exc:
+        wrapped = _wrap_errors(exc, dataflow=info.dataflow, table=path)
+        if wrapped is exc:
+            raise
+        raise wrapped from exc
+    version: int = DeltaTable(str(path)).version()
+    return version
 
 
 def write_delta_batches(

@@ -101,6 +101,8 @@ def write_scd2(
         out = batch.with_columns(pl.col(vf).shift(-1).over(keys).alias(vt)).with_columns(
             pl.col(vt).is_null().alias(cur)
         )
+        if info.accounts is not None:
+            info.accounts["rows_written"] = out.height
         write_deltalake(
             str(path),
             out.to_arrow(),
@@ -161,6 +163,8 @@ def write_scd2(
         [*(f"t.{quote(k)} = s.{quote(_MK + k)}" for k in keys), f"t.{quote(cur)} = true"]
     )
     target_columns = list(columns)
+    if info.accounts is not None:
+        info.accounts["rows_written"] = int(joined.height)
     fault_point("delta_commit", info.dataflow)
     metrics = (
         table.merge(

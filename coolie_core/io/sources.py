@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 
-from coolie_core.errors import SourceError, TransientError
+from coolie_core.errors import CoolieError, DataError, PermanentSourceError, SourceError, TransientError
+from coolie_core.io.source_files import (
+    empty_source,
+    is_empty_file,
+    name_failed_file,
+    read_files,
+)
 from coolie_core.locations import expand_env, source_location
 from coolie_core.models import (
     Catalog,
@@ -41,7 +47,15 @@ from coolie_core.transforms import sql_expr
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
-__all__ = ["SqlBound", "fingerprint_source", "read_source", "sql_url"]
+__all__ = [
+    "SqlBound",
+    "empty_source",
+    "fingerprint_source",
+    "is_empty_file",
+    "name_failed_file",
+    "read_source",
+    "sql_url",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,28 +65,6 @@ class SqlBound:
     column: str
     op: str
     value: Any
-
-
-def _file_paths(pattern: Path, *, dataflow: str) -> list[str]:
-    paths = sorted(glob.glob(str(pattern), recursive=True))
-    files = [p for p in paths if os.path.isfile(p)]
-    if not files:
-        raise SourceError(f"dataflow {dataflow}: no source files match {pattern}")
-    return files
-
-
-def _read_files(source: FileSource, pattern: Path, *, dataflow: str) -> pl.LazyFrame:
-    files = _file_paths(pattern, dataflow=dataflow)
-    options = dict(source.options)
-    if source.format == "parquet":
-        return pl.scan_parquet(files, **options)
-    if source.format == "csv":
-        return pl.scan_csv(files, **options)
-    if source.format == "jsonl":
-        return pl.scan_ndjson(files, **options)
-    # Plain JSON (an array of objects) has no lazy scanner; read each file.
-    frames = [pl.read_json(f, **options) for f in files]
-    return pl.concat(frames, how="diagonal_relaxed").lazy()
 
 
 _MODULE_LOCK = threading.Lock()
@@ -108,9 +100,27 @@ def _read_python(
     function = getattr(module, source.function, None)
     if not callable(function):
         raise SourceError(f"dataflow {dataflow}: {module.__name__} has no function {source.function}")
-    accepted = inspect.signature(function).parameters
-    kwargs = {k: v for k, v in context.items() if k in accepted}
-    result = function(**kwargs)
+    signature = inspect.signature(function)
+    kwargs = {k: v for k, v in context.items() if k in signature.parameters}
+    where = f"dataflow {dataflow}: python source {source.function}"
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:  # the function's parameters, not the service behind it: permanent
+        raise SourceError(f"{where}: {exc} (it is offered only {sorted(context)})") from None
+    try:
+        result = function(**kwargs)
+    except PermanentSourceError as exc:
+        raise PermanentSourceError(f"{where} failed: {exc}") from exc
+    except TransientError as exc:  # coolie's own errors keep their meaning
+        raise TransientError(f"{where} failed: {exc}") from exc
+    except DataError as exc:
+        raise DataError(f"{where} failed: {exc}") from exc
+    except CoolieError as exc:
+        raise SourceError(f"{where} failed: {exc}") from exc
+    except Exception as exc:
+        # An API answering 503, a dropped connection, a timeout: retried per the dataflow's
+        # retry spec. A function that knows retrying cannot help raises PermanentSourceError.
+        raise TransientError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
     if isinstance(result, pl.LazyFrame):
         return result
     if isinstance(result, pl.DataFrame):
@@ -256,7 +266,7 @@ def read_source(
         if isinstance(source, FileSource):
             location = source_location(catalog, flow)
             assert location is not None
-            lf = _read_files(source, location, dataflow=flow.name)
+            lf = read_files(source, location, dataflow=flow.name)
         elif isinstance(source, DeltaSource):
             location = source_location(catalog, flow)
             assert location is not None

@@ -21,7 +21,7 @@ check, fault points and error messages.
 import datetime as dt
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,18 @@ import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type in
 
 from coolie_core.drift import SchemaChange, reconcile_schema, table_schema
 from coolie_core.faults import fault_point
-from coolie_core.io.delta import CommitInfo, write_delta_batches
+from coolie_core.io.delta import CommitInfo, commit_empty, delta_table_exists, write_delta_batches
 from coolie_core.models import Catalog, Dataflow
-from coolie_core.reading import DATA_ERRORS, as_data_error, collect, scan_frame
-from coolie_core.transforms import add_system_columns
+from coolie_core.reading import (
+    DATA_ERRORS,
+    NewData,
+    as_data_error,
+    collect,
+    scan_frame,
+    split_marked,
+    tally_counts,
+)
+from coolie_core.transforms import DROPPED, add_system_columns
 from coolie_core.watermarks import StoredWatermark, Watermark, max_watermark
 
 __all__ = ["StreamedBatch", "can_stream", "stream_dataflow"]
@@ -50,6 +58,8 @@ class StreamedBatch:
     watermark: Watermark | None
     version: int | None
     drift: SchemaChange | None = None
+    tally: dict[str, int] = field(default_factory=dict)
+    """Rows read but not loaded, per reason (see :func:`coolie_core.reading.split_marked`)."""
 
 
 def can_stream(catalog: Catalog, flow: Dataflow) -> bool:
@@ -62,32 +72,45 @@ def can_stream(catalog: Catalog, flow: Dataflow) -> bool:
     )
 
 
+_REASONS = ("filter", "dedup", "late", "no_watermark")
+
+
 def _new_maxima(
     lf: pl.LazyFrame, flow: Dataflow, previous: Watermark | None
-) -> tuple[int, Watermark | None, pl.LazyFrame]:
-    """Rows and new watermark of ``lf`` in one pass over the watermark columns; ``lf`` capped at them."""
+) -> tuple[int, Watermark | None, pl.LazyFrame, dict[str, int]]:
+    """Rows, new watermark and marked rows per reason of ``lf`` in one pass over the watermark
+    columns and the marks; ``lf`` capped at the new watermark."""
     columns = flow.watermark_columns
     schema = lf.collect_schema()
     present = [c for c in columns if c in schema]
-    stats = collect(lf.select(pl.len().alias(_ROWS), *(pl.col(c).max() for c in present)), dataflow=flow.name)
+    marked = [(pl.col(DROPPED) == r).sum().alias(f"__coolie_{r}") for r in _REASONS if DROPPED in schema]
+    stats = collect(
+        lf.select(pl.len().alias(_ROWS), *(pl.col(c).max() for c in present), *marked), dataflow=flow.name
+    )
     rows = int(stats[_ROWS][0])
+    tally = {r: int(stats[f"__coolie_{r}"][0]) for r in _REASONS if f"__coolie_{r}" in stats.columns}
     if rows == 0:
-        return 0, previous, lf
-    maxima = stats.drop(_ROWS)
+        return 0, previous, lf, tally
+    maxima = stats.select(present)
     watermark = max_watermark(maxima, columns, previous, dataflow=flow.name)  # names missing columns
     caps = [
         pl.col(c).is_null() | (pl.col(c) <= pl.lit(maxima[c][0], dtype=maxima.schema[c]))
         for c in present
         if maxima[c][0] is not None
     ]
-    return rows, watermark, lf.filter(pl.all_horizontal(caps)) if caps else lf
+    return rows, watermark, lf.filter(pl.all_horizontal(caps)) if caps else lf, tally
 
 
-def _batches(lf: pl.LazyFrame) -> Iterator[pa.Table]:
-    """The rows as Arrow tables, one per polars streaming batch (empty ones skipped)."""
+def _batches(lf: pl.LazyFrame, tally: dict[str, int]) -> Iterator[pa.Table]:
+    """The rows to load as Arrow tables, one per polars streaming batch (empty ones skipped);
+    ``tally`` counts every row seen (``""``) and the marked ones per reason."""
     for frame in lf.collect_batches(engine="streaming", maintain_order=True, lazy=True):
-        if frame.height:
-            yield frame.to_arrow()
+        tally[""] = tally.get("", 0) + frame.height
+        load, marked = split_marked(frame)
+        for reason, n in marked.items():
+            tally[reason] = tally.get(reason, 0) + n
+        if load.height:
+            yield load.to_arrow()
 
 
 def stream_dataflow(
@@ -98,6 +121,8 @@ def stream_dataflow(
     state: StoredWatermark,
     run_id: str,
     source: str | None,
+    new: NewData | None = None,
+    listed_at: int | None = None,
 ) -> StreamedBatch:
     """Read, transform and write one incremental batch of ``flow`` as a stream (see module docs).
 
@@ -108,22 +133,24 @@ def stream_dataflow(
         state: the stored batch and watermark.
         run_id: stamped on the rows and the commit.
         source: the source fingerprint, recorded in the commit.
+        new: the source's data added since the last batch (late rows, see coolie_core.reading).
+        listed_at: when the source was listed (recorded in the commit).
 
     Raises:
         DataError: bad data or transform (named), SchemaDriftError: columns do not fit the table,
             WriteError / TransientError: as :func:`coolie_core.io.delta.write_delta`.
     """
     previous = state.value if flow.watermark_columns else None
-    lf = scan_frame(catalog, flow, watermark=previous)
-    rows_read, watermark = -1, previous
+    lf = scan_frame(catalog, flow, watermark=previous, accounting=True, new=new)
+    rows_read, watermark, counted = -1, previous, dict[str, int]()
     if flow.watermark_columns:
-        rows_read, watermark, lf = _new_maxima(lf, flow, previous)
+        rows_read, watermark, lf, counted = _new_maxima(lf, flow, previous)
         if rows_read == 0:
             return StreamedBatch(0, 0, previous, None)
     if flow.system_columns:
         lf = add_system_columns(lf, loaded_at=dt.datetime.now(dt.UTC), run_id=run_id)
     empty, drift = reconcile_schema(
-        pl.DataFrame(schema=lf.collect_schema()),
+        pl.DataFrame(schema=lf.drop(DROPPED).collect_schema()),
         table_schema(dest, format="delta"),
         policy=flow.destination.schema_drift,
         dataflow=flow.name,
@@ -131,18 +158,33 @@ def stream_dataflow(
         format="delta",
         replace=flow.destination.load == "overwrite",
     )
-    if empty.columns != lf.collect_schema().names():
-        lf = lf.select(empty.columns)
+    if [*empty.columns, DROPPED] != lf.collect_schema().names():
+        lf = lf.select(*empty.columns, DROPPED)
 
     failures: list[BaseException] = []
-    tables = _batches(lf)
+    tally: dict[str, int] = {}
+    tables = _batches(lf, tally)
     try:
         first = next(tables, None)
     except DATA_ERRORS as exc:
         raise as_data_error(exc, dataflow=flow.name) from exc
     fault_point("after_read", flow.name)
+    # Commit-time accounting: the rows written come from the commit's own metrics.
+    accounts = {"rows_read": rows_read, **tally_counts(counted)} if rows_read >= 0 else {}
+    info = CommitInfo(
+        dataflow=flow.name, run_id=run_id, batch=state.batch + 1, watermark=watermark, source=source,
+        listed_at=listed_at, accounts=accounts,
+    )  # fmt: skip
     if first is None:
-        return StreamedBatch(max(rows_read, 0), 0, previous, None, drift)
+        seen = tally.pop("", 0)
+        read = max(rows_read, seen)
+        version = None
+        recordable = watermark is not None or not flow.watermark_columns
+        if read and recordable and flow.destination.load != "overwrite" and delta_table_exists(dest):
+            # All rows filtered, late or without a watermark: record the batch without rows.
+            accounts.update({"rows_read": read, **tally_counts(tally)})
+            version = commit_empty(dest, info=info)
+        return StreamedBatch(read, 0, watermark if version is not None else previous, version, drift, tally)
     schema = first.schema
     written = 0
 
@@ -160,9 +202,6 @@ def stream_dataflow(
             failures.append(exc)
             raise
 
-    info = CommitInfo(
-        dataflow=flow.name, run_id=run_id, batch=state.batch + 1, watermark=watermark, source=source
-    )
     fault_point("before_commit", flow.name)
     created = not dest.exists()
     try:
@@ -184,4 +223,5 @@ def stream_dataflow(
             raise cause from exc
         raise
     fault_point("after_commit", flow.name)
-    return StreamedBatch(written if rows_read < 0 else rows_read, written, watermark, version, drift)
+    seen = tally.pop("", 0)
+    return StreamedBatch(max(rows_read, seen), written, watermark, version, drift, tally)

@@ -20,6 +20,19 @@ _DTYPE_RE = re.compile(
 )
 
 
+def known_timezone(value: str) -> str:
+    """``value`` if it names an IANA timezone the machine knows, else a ValueError saying so."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown timezone {value!r} (use an IANA name like 'UTC' or 'Europe/Berlin')"
+        ) from exc
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(
         frozen=True, extra="forbid", use_attribute_docstrings=True, populate_by_name=False
@@ -114,13 +127,7 @@ class PartitionSpec(_Model):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r} (use an IANA name like 'UTC')") from exc
-        return value
+        return known_timezone(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

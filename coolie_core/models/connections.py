@@ -7,22 +7,55 @@ from pydantic import Field, field_validator, model_validator
 
 from coolie_core.models._base import _Model
 
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 
-class FilesConnection(_Model):
-    """A local folder of data files (parquet, csv, json, jsonl)."""
+
+class _StorageConnection(_Model):
+    """A folder on disk or a prefix in an object store (``s3://``, ``az://``, ``abfss://``, ``gs://``)."""
+
+    storage_options: dict[str, str] = Field(default_factory=dict)
+    """Object-store options for polars, delta-rs and coolie alike (object_store keys such as
+    ``aws_endpoint_url``, ``aws_region``, ``azure_storage_account_name``). Usually unneeded: each
+    cloud's standard environment variables apply. Credentials only as ``${ENV}`` references."""
+
+    @field_validator("path", check_fields=False)
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        # Imported here: the storage package imports the models.
+        from coolie_core.storage.uris import CLOUD_SCHEMES
+
+        match = _URI_SCHEME.match(value)
+        if match and match.group(1).lower() not in CLOUD_SCHEMES | {"file"}:
+            raise ValueError(
+                f"unsupported storage scheme '{match.group(1)}://' in {value!r}; "
+                "use s3://, az://, abfss://, gs:// or a local path"
+            )
+        return value
+
+    @field_validator("storage_options")
+    @classmethod
+    def _secrets_by_reference(cls, value: dict[str, str]) -> dict[str, str]:
+        from coolie_core.storage.options import check_option_values
+
+        check_option_values(value)
+        return value
+
+
+class FilesConnection(_StorageConnection):
+    """A folder of data files (parquet, csv, json, jsonl), local or in an object store."""
 
     kind: Literal["files"]
     path: str
-    """Base folder. Relative paths resolve against the catalog file's folder; ``${VAR}`` and
-    ``${VAR:-default}`` are expanded from the environment."""
+    """Base folder or URI (``s3://bucket/prefix``...). Relative paths resolve against the catalog
+    file's folder; ``${VAR}`` and ``${VAR:-default}`` are expanded from the environment."""
 
 
-class DeltaConnection(_Model):
-    """A root folder holding Delta tables."""
+class DeltaConnection(_StorageConnection):
+    """A root folder (local or an object-store URI) holding Delta tables."""
 
     kind: Literal["delta"]
     path: str
-    """Root folder of the tables (relative to the catalog file; ``${VAR}`` expanded)."""
+    """Root folder or URI of the tables (relative to the catalog file; ``${VAR}`` expanded)."""
 
 
 class SqlConnection(_Model):

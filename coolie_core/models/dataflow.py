@@ -14,7 +14,9 @@ from coolie_core.models._base import (
     PartitionSpec,
     RetrySpec,
     _Model,
+    known_timezone,
 )
+from coolie_core.models.automation import Automation, DefaultStatus
 from coolie_core.models.checks import CheckSpec
 from coolie_core.models.connections import Connection
 from coolie_core.models.destination import DestinationSpec
@@ -58,6 +60,10 @@ class Dataflow(_Model):
     """Overrides the catalog default retry."""
     schedule: str | None = None
     """Cron expression; overrides the stage's schedule."""
+    automation: Automation | None = None
+    """Declarative automation rules (see ``models.automation``); overrides the stage's."""
+    default_status: DefaultStatus | None = None
+    """Whether the schedule of its own ``schedule`` starts running (default: the stage's)."""
     group: Annotated[int, Strict()] | Name | None = None
     """Dataflows with the same group always land on the same shard."""
     checks: list[CheckSpec] = Field(default_factory=list)
@@ -141,6 +147,10 @@ class StageSpec(_Model):
 
     schedule: str | None = None
     """Cron expression for the stage's scheduled runs."""
+    automation: Automation | None = None
+    """Declarative automation rules of its dataflows (see ``models.automation``)."""
+    default_status: DefaultStatus = "stopped"
+    """Whether the stage's schedule starts running on a fresh Dagster instance."""
     timezone: str = "UTC"
     """Timezone the schedule runs in."""
     shards: int = Field(1, ge=1, le=1024)
@@ -156,6 +166,12 @@ class StageSpec(_Model):
     def _check_cron(cls, value: str | None) -> str | None:
         return _valid_cron(value)
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        # Dagster refuses an unknown execution timezone when the code location loads.
+        return known_timezone(value)
+
 
 class CatalogDefaults(_Model):
     """Defaults every dataflow inherits unless it says otherwise."""
@@ -165,6 +181,8 @@ class CatalogDefaults(_Model):
     owners: list[str] = Field(default_factory=list)
     max_workers: int = Field(4, ge=1, le=256)
     """Dataflows run in parallel within one run."""
+    default_status: DefaultStatus = "stopped"
+    """Whether coolie's sensors (file arrival, declarative automation) start running."""
 
 
 _INDEX = "__coolie_dataflow_index__"

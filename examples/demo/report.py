@@ -12,14 +12,15 @@ Include it in the code location next to the coolie assets::
 
     defs = dg.Definitions.merge(build_definitions(catalog), build_report_definitions(lake_root))
 
-where ``lake_root`` is the ``lake`` connection's folder (``loaded.catalog.connections["lake"].path``).
+where ``lake_root`` is the ``lake`` connection's folder or URI (``loaded.catalog.connections["lake"].path``).
 """
 
+import os
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from dagster_deltalake import LocalConfig
+from dagster_deltalake import AzureConfig, GcsConfig, LocalConfig, S3Config
 from dagster_deltalake_polars import DeltaLakePolarsIOManager
 
 __all__ = ["LAKE_IO_MANAGER", "ORDERS", "build_report_definitions", "report"]
@@ -49,12 +50,26 @@ def report(orders: pl.DataFrame) -> pl.DataFrame:
 
 
 def build_report_definitions(lake_root: str | Path) -> dg.Definitions:
-    """The report asset with an IO manager rooted at the coolie lake (written to ``reports/``)."""
+    """The report asset with an IO manager rooted at the coolie lake (written to ``reports/``).
+
+    ``lake_root`` may be an object-store URI (``s3://``, ``az://``, ``abfss://``, ``gs://``): the
+    IO manager then reads the same tables with the cloud's standard environment variables.
+    """
+    text = str(lake_root)
+    scheme = text.split("://", 1)[0] if "://" in text else ""
+    # Otherwise empty configs: delta-rs takes region, endpoint and credentials from the environment
+    # (AWS_*, AZURE_STORAGE_*, GOOGLE_*), as coolie does.
+    options: LocalConfig | S3Config | AzureConfig | GcsConfig
+    if scheme == "s3":
+        options = S3Config()
+    elif scheme in ("az", "abfss"):
+        options = AzureConfig(account_name=os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", ""))
+    elif scheme == "gs":
+        options = GcsConfig()
+    else:
+        options = LocalConfig()
+    root = text if scheme else str(Path(text).resolve())
     return dg.Definitions(
         assets=[report],
-        resources={
-            LAKE_IO_MANAGER: DeltaLakePolarsIOManager(
-                root_uri=str(Path(lake_root).resolve()), storage_options=LocalConfig()
-            )
-        },
+        resources={LAKE_IO_MANAGER: DeltaLakePolarsIOManager(root_uri=root, storage_options=options)},
     )

@@ -438,10 +438,26 @@ def test_static_range_run_processes_integer_chunks_in_order(
     assert _table(tmp_path, "silver/events_by_id")["id"].to_list() == list(range(50, 182))
     events = result.get_asset_materialization_events()
     assert sorted(str(e.partition) for e in events) == ["100-150", "150-182", "50-100"]
-    metadata = events[0].materialization.metadata
-    assert "dagster/row_count" not in metadata  # one result marks every partition of the range
-    assert metadata["coolie/rows_by_window"].value == {"50-100": 50, "100-150": 50, "150-182": 32}
-    assert metadata["coolie/rows_written"].value == 132
+    # One materialisation per partition, each with its own figures and preview.
+    by_partition = {str(e.partition): e.materialization.metadata for e in events if e.materialization}
+    for partition, rows, lo in (("50-100", 50, 50), ("100-150", 50, 100), ("150-182", 32, 150)):
+        metadata = by_partition[partition]
+        assert metadata["dagster/row_count"].value == rows
+        assert metadata["coolie/rows_written"].value == rows
+        assert metadata["coolie/rows_read"].value == rows
+        assert metadata["coolie/window"].value == partition
+        preview = metadata["coolie/preview"].value
+        assert isinstance(preview, dg.TableMetadataValue)
+        assert [r.data["id"] for r in preview.records] == list(range(lo, lo + 5))
+        assert metadata["coolie/rows_by_window"].value == {"50-100": 50, "100-150": 50, "150-182": 32}
+    key = dg.AssetKey(["silver", "events_by_id"])
+    for partition, rows in (("50-100", 50), ("150-182", 32)):  # as the instance stores them
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+        ).records
+        stored = records[0].asset_materialization
+        assert stored is not None
+        assert stored.metadata["dagster/row_count"].value == rows
 
 
 def test_unpartitioned_metadata_and_skipped_rerun(
@@ -463,12 +479,41 @@ def test_unpartitioned_metadata_and_skipped_rerun(
     assert {c.name for c in preview.schema.columns} >= {"id", "day", "amount", "_coolie_run_id"}
     assert _table(tmp_path, "bronze/events")["_coolie_run_id"].unique().to_list() == [result.run_id]
 
+    # Dagster's metadata conventions: where the table is, its name and its columns.
+    assert metadata["dagster/uri"].value == (tmp_path / "lake" / "bronze" / "events").as_uri()
+    assert metadata["dagster/table_name"].value == "lake.bronze.events"
+    schema = metadata["dagster/column_schema"].value
+    assert isinstance(schema, dg.TableSchema)
+    assert [c.name for c in schema.columns][:3] == ["id", "day", "amount"]
+    lineage = metadata["dagster/column_lineage"].value
+    assert isinstance(lineage, dg.TableColumnLineage)
+    raw = dg.AssetKey(["source", "raw", "events"])
+    assert lineage.deps_by_column["amount"] == [dg.TableColumnDep(raw, "amount")]
+    assert "_coolie_run_id" not in lineage.deps_by_column
+
     again = _materialization(_materialize(defs, "events_bronze", instance)).metadata
     assert again["coolie/status"].value == "skipped"
     assert again["coolie/rows_written"].value == 0
     assert again["dagster/row_count"].value == 182
     assert again["coolie/watermark_before"].value == again["coolie/watermark_after"].value == "id=181"
     assert DeltaTable(str(tmp_path / "lake" / "bronze" / "events")).version() == 0
+
+
+def test_column_lineage_follows_the_transforms(
+    tmp_path: Path, defs: dg.Definitions, instance: dg.DagsterInstance
+) -> None:
+    """An aggregate's output columns map onto the upstream dataflow's columns they are computed
+    from (``n: count(id)`` -> id; the ``by`` column passes through)."""
+    assert _materialize(defs, "events_bronze", instance).success
+    metadata = _materialization(_materialize(defs, "events_agg", instance)).metadata
+    lineage = metadata["dagster/column_lineage"].value
+    assert isinstance(lineage, dg.TableColumnLineage)
+    upstream = dg.AssetKey(["bronze", "events"])
+    assert lineage.deps_by_column == {
+        "amount": [dg.TableColumnDep(upstream, "amount")],
+        "n": [dg.TableColumnDep(upstream, "id")],
+    }
+    assert metadata["dagster/table_name"].value == "lake.silver.events_agg"
 
 
 def _step_events(result: dg.ExecuteInProcessResult, kind: dg.DagsterEventType) -> list[dg.DagsterEvent]:
@@ -537,3 +582,55 @@ def test_resource_loads_catalog_once_per_process(catalog_path: Path) -> None:
     assert CoolieResource(catalog_path=str(catalog_path)).load_catalog() is first
     catalog_path.write_text(catalog_path.read_text() + "\n# edited\n")
     assert CoolieResource(catalog_path=str(catalog_path)).load_catalog() is not first
+
+
+def test_catalog_checks_run_in_the_dataflow_op(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    """Table checks are check specs of the dataflow's own op: a load evaluates them on what it
+    wrote; a failing blocking check stops the downstream dataflow; selecting only the checks
+    evaluates them without loading."""
+    raw = tmp_path / "raw" / "orders"
+    raw.mkdir(parents=True)
+    pl.DataFrame({"id": [1, 1, 2]}).write_csv(raw / "1.csv")
+    doc = {
+        "connections": {"raw": {"kind": "files", "path": "raw"}, "lake": {"kind": "delta", "path": "lake"}},
+        "dataflows": [
+            {
+                "name": "orders",
+                "source": {"format": "csv", "connection": "raw", "path": "orders/*.csv"},
+                "destination": {"connection": "lake", "table": "bronze/orders", "load": "append"},
+                "checks": [
+                    {"kind": "unique", "columns": ["id"], "blocking": True},
+                    {"kind": "row_count", "min": 1},
+                ],
+            },
+            {
+                "name": "orders_copy",
+                "source": {"format": "delta", "connection": "lake", "table": "bronze/orders"},
+                "destination": {"connection": "lake", "table": "silver/orders", "load": "overwrite"},
+            },
+        ],
+    }
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    defs = build_definitions(path)
+    assert not list(defs.asset_checks or [])  # no separate check ops
+    orders = dg.AssetKey(["bronze", "orders"])
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert {n: e.passed for n, e in evaluations.items()} == {
+        "schema_drift": True,
+        "unique_id": False,
+        "row_count": True,
+    }
+    assert evaluations["unique_id"].metadata["duplicate_keys"] == dg.MetadataValue.int(1)
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == {orders}
+    assert not (tmp_path / "lake" / "silver" / "orders").exists()
+
+    checks_only = _materialize(
+        defs, "orders", instance, selection=dg.AssetSelection.checks(dg.AssetCheckKey(orders, "row_count"))
+    )
+    assert [(e.check_name, e.passed) for e in checks_only.get_asset_check_evaluations()] == [
+        ("row_count", True)
+    ]
+    assert not checks_only.get_asset_materialization_events()

@@ -115,11 +115,12 @@ def materialized(instance: dg.DagsterInstance, run_id: str) -> set[tuple[dg.Asse
 # --------------------------------------------------------------------------- schedules
 
 
-def test_one_schedule_per_distinct_cron_selects_the_assets_due(
+def test_schedules_are_named_by_stage_or_dataflow_and_select_the_assets_due(
     tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
-    """Five dataflows over two crons give two schedules (stage default, dataflow override, stage
-    timezone); disabled and unscheduled dataflows are in none; a tick's request really runs."""
+    """A stage's cron gives ``<stage>_schedule``; a dataflow's own cron ``<dataflow>_schedule``
+    (shared own crons in a stage ``<stage>_<cron>_schedule``); default statuses come from the
+    catalog; disabled and unscheduled dataflows are in none; a tick's request really runs."""
     loaded = write_catalog(
         tmp_path,
         [
@@ -127,35 +128,46 @@ def test_one_schedule_per_distinct_cron_selects_the_assets_due(
             flow("b2"),
             flow("b3"),
             flow("b4", schedule="30 2 * * *"),
+            flow("b5", schedule="30 2 * * *"),
+            flow("b6", schedule="45 1 * * *", default_status="running"),
             flow("s1", stage="silver"),
             flow("off", enabled=False),
             flow("manual", stage="adhoc"),
         ],
         bronze={"schedule": "0 * * * *", "timezone": "Europe/Berlin"},
-        silver={"schedule": "30 2 * * *", "timezone": "Europe/Berlin", "timeout": 900},
+        silver={
+            "schedule": "30 2 * * *",
+            "timezone": "Europe/Berlin",
+            "timeout": 900,
+            "default_status": "running",
+        },
         adhoc={},
     )
     schedules = build_schedules(loaded, translator=TRANSLATOR)
-    assert [(s.cron_schedule, s.execution_timezone) for s in schedules] == [
-        ("0 * * * *", "Europe/Berlin"),
-        ("30 2 * * *", "Europe/Berlin"),
+    stopped, running = dg.DefaultScheduleStatus.STOPPED, dg.DefaultScheduleStatus.RUNNING
+    assert [(s.name, s.cron_schedule, s.execution_timezone, s.default_status) for s in schedules] == [
+        ("bronze_schedule", "0 * * * *", "Europe/Berlin", stopped),
+        ("bronze_30_2_x_x_x_schedule", "30 2 * * *", "Europe/Berlin", stopped),
+        ("b6_schedule", "45 1 * * *", "Europe/Berlin", running),
+        ("silver_schedule", "30 2 * * *", "Europe/Berlin", running),
     ]
+    assert all(s.description and s.description.startswith("coolie stage ") for s in schedules)
     defs = dg.Definitions(assets=stand_in_assets(loaded), schedules=schedules)
     dg.Definitions.validate_loadable(defs)
 
     at = dt.datetime(2024, 6, 1, 2, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    hourly, nightly = (tick(s, defs, instance, at) for s in schedules)
+    hourly, shared, _, nightly = (tick(s, defs, instance, at) for s in schedules)
     assert [set(r.asset_selection or []) for r in hourly] == [{key_of(loaded, n) for n in ("b1", "b2", "b3")}]
-    # One cron, two stages: one run per stage, each tagged with its stage.
-    assert [(set(r.asset_selection or []), own_tags(r)) for r in nightly] == [
-        ({key_of(loaded, "b4")}, {STAGE_TAG: "bronze"}),
+    # One cron, two stages: two schedules, each run tagged with its stage.
+    assert [(set(r.asset_selection or []), own_tags(r)) for r in shared + nightly] == [
+        ({key_of(loaded, "b4"), key_of(loaded, "b5")}, {STAGE_TAG: "bronze"}),
         ({key_of(loaded, "s1")}, {STAGE_TAG: "silver", "dagster/max_runtime": "900"}),
     ]
-    assert all("2024-06-01T00:30:00+00:00" in (r.run_key or "") for r in hourly + nightly)
-    assert all(r.partition_key is None for r in hourly + nightly)
+    assert all("2024-06-01T00:30:00+00:00" in (r.run_key or "") for r in hourly + shared + nightly)
+    assert all(r.partition_key is None for r in hourly + shared + nightly)
 
-    for request in nightly:
-        job = defs.resolve_job_def(schedules[1].job_name)
+    for schedule, request in ((schedules[1], shared[0]), (schedules[3], nightly[0])):
+        job = defs.resolve_job_def(schedule.job_name)
         result = job.execute_in_process(
             instance=instance, asset_selection=request.asset_selection, tags=request.tags
         )
@@ -218,8 +230,9 @@ def test_partitioned_dataflows_run_their_latest_complete_window(
         "daily": dg.DailyPartitionsDefinition(start_date="2024-01-01"),
     }
     schedules = build_schedules(loaded, translator=TRANSLATOR)
-    assert [s.name for s in schedules] == ["coolie_0_3_x_x_x", schedules[1].name]
-    assert schedules[1].name.startswith("coolie_0_3_x_x_x_")
+    assert [s.name for s in schedules] == ["bronze_schedule", schedules[1].name]
+    assert schedules[1].name.startswith("bronze_month_")
+    assert schedules[1].name.endswith("_schedule")
     assert schedules[1].cron_schedule == "0 3 * * *"
     defs = dg.Definitions(assets=stand_in_assets(loaded, partitions), schedules=schedules)
     dg.Definitions.validate_loadable(defs)

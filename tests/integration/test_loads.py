@@ -664,10 +664,10 @@ def test_scd2_history_rules(tmp_path: Path, write_catalog: Any) -> None:
     )
     dest = tmp_path / "lake" / "dim"
 
-    def load(rows: list[tuple[int, str, int]]) -> None:
+    def load(rows: list[tuple[int, str, int]], status: str = "succeeded") -> None:
         write_rows(source, [{"id": i, "name": n, "ts": d(day)} for i, n, day in rows])
         result = run(loaded, tmp_path).result("dim")
-        assert result.status == "succeeded", result.error
+        assert result.status == status, result.error
         current = pl.read_delta(str(dest)).group_by("id").agg(pl.col("is_current").sum().alias("n"))
         assert current["n"].to_list() == [1] * current.height, "one current row per key"
 
@@ -697,7 +697,7 @@ def test_scd2_history_rules(tmp_path: Path, write_catalog: Any) -> None:
         (3, "c", 2, None, True),
     ]
 
-    load([(1, "a2", 2), (2, "b-fixed", 1), (3, "c", 2)])  # nothing changed
+    load([(1, "a2", 2), (2, "b-fixed", 1), (3, "c", 2)], status="skipped")  # nothing changed
     assert version(dest) == 2
 
     # A chain of two changes in one batch, and two rows of one key at the same instant.
@@ -755,8 +755,9 @@ def test_scd2_first_load_builds_a_version_chain(tmp_path: Path, write_catalog: A
         tmp_path / "raw" / "dim.parquet",
         [{"id": 1, "name": "b", "ts": d(5)}, {"id": 2, "name": "x", "ts": d(5)}],
     )
-    result = succeeded(run(loaded, tmp_path)).result("dim")
-    assert result.rows_written == 0
+    result = run(loaded, tmp_path).result("dim")
+    assert (result.status, result.reason) == ("skipped", "no changes: 2 rows match the current versions")
+    assert (result.rows_read, result.rows_written, result.rows_filtered) == (2, 0, 2)
     assert version(dest) == 0
 
 

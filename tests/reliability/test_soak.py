@@ -47,6 +47,8 @@ SOURCES_MODULE = textwrap.dedent(
 
     import polars as pl
 
+    from coolie_core import PermanentSourceError
+
     HERE = Path(__file__).parent
     _calls: dict[tuple[int, str], int] = {}
     _lock = threading.Lock()
@@ -60,7 +62,8 @@ SOURCES_MODULE = textwrap.dedent(
             _calls[key] = call = _calls.get(key, 0) + 1
         if call <= count:
             if kind == "permanent":
-                raise ValueError(f"{flow}: injected bad record (round {key[0]})")
+                # How a python source says retrying cannot help (any other exception is retried).
+                raise PermanentSourceError(f"{flow}: injected bad record (round {key[0]})")
             raise ConnectionError(f"{flow}: injected connection drop (round {key[0]}, call {call})")
         files = sorted((HERE / "data" / flow).glob("*.parquet"))
         return pl.read_parquet(files[-1:] if latest_only else files)

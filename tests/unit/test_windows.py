@@ -789,8 +789,10 @@ def test_public_surface() -> None:
         "Window",
         "every_as_cron",
         "floor_boundary",
+        "irregular_windows",
         "next_boundary",
         "normalize_bound",
+        "plan_partitions",
         "plan_windows",
         "windows_covering",
     ]

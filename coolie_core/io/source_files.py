@@ -1,0 +1,192 @@
+"""The files of a file source: which hold rows, and which one failed to read.
+
+An empty file — 0 bytes, only blanks, a JSON ``[]``, a CSV header alone — holds no rows: it adds
+nothing to a batch instead of failing it (polars refuses a 0-byte CSV, and types a header-only
+CSV's columns as text), and a glob of only empty files is a batch with nothing to read. Polars'
+errors for a file it cannot parse name no file: :func:`name_failed_file` finds it after the fact.
+"""
+
+import functools
+import glob
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+
+from coolie_core.errors import SourceError
+from coolie_core.locations import source_location
+from coolie_core.models import Catalog, Dataflow, FileSource
+
+__all__ = ["empty_source", "file_paths", "is_empty_file", "name_failed_file", "read_files", "source_files"]
+
+
+def file_paths(pattern: Path, *, dataflow: str) -> list[str]:
+    """Every file the glob matches, sorted.
+
+    Raises:
+        SourceError: no file matches.
+    """
+    paths = sorted(glob.glob(str(pattern), recursive=True))
+    files = [p for p in paths if os.path.isfile(p)]
+    if not files:
+        raise SourceError(f"dataflow {dataflow}: no source files match {pattern}")
+    return files
+
+
+_PROBE_BYTES = 64 * 1024
+"""Only files this small can be empty without being 0 bytes (blank lines, a CSV header)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _holds_no_rows(path: str, size: int, mtime_ns: int, fmt: str, options: str) -> bool:
+    """Whether a file of ``size`` bytes holds no rows (cached per path, size and mtime)."""
+    if size == 0:
+        return True
+    if fmt == "parquet" or size > _PROBE_BYTES:
+        return False  # a parquet file with zero rows reads fine; its footer carries the schema
+    text = Path(path).read_bytes().strip()
+    if not text or (fmt == "json" and text == b"[]"):
+        return True
+    if fmt != "csv":
+        return False
+    kwargs = json.loads(options)
+    if not kwargs.get("has_header", True):
+        return False
+    # A header and nothing else (skipped and comment lines aside): let polars decide, with the
+    # dataflow's own options (quoted newlines, separators, comment prefix...).
+    lines = sum(1 for line in text.splitlines() if line.strip())
+    allowed = 1 + int(kwargs.get("skip_rows", 0) or 0) + int(kwargs.get("skip_rows_after_header", 0) or 0)
+    if lines > allowed and not kwargs.get("comment_prefix"):
+        return False
+    try:
+        return pl.scan_csv(path, **kwargs).head(1).collect().height == 0
+    except pl.exceptions.PolarsError:
+        return False  # not empty, just broken: reading it reports the error with the file's name
+
+
+def is_empty_file(path: str, source: FileSource) -> bool:
+    """Whether a source file holds no rows: 0 bytes, only blanks, ``[]`` (json) or a CSV header.
+
+    Such a file contributes zero rows to a batch instead of failing it. A parquet file with zero
+    rows is read as it is (it has a schema).
+    """
+    stat = os.stat(path)
+    options = json.dumps(source.options, sort_keys=True, default=str)
+    return _holds_no_rows(path, stat.st_size, stat.st_mtime_ns, source.format, options)
+
+
+def source_files(source: FileSource, pattern: Path, *, dataflow: str) -> list[str]:
+    """The files of a source glob that hold rows.
+
+    Raises:
+        SourceError: no file matches, or every file that matches is empty.
+    """
+    files = file_paths(pattern, dataflow=dataflow)
+    filled = [f for f in files if not is_empty_file(f, source)]
+    if not filled:
+        raise SourceError(f"dataflow {dataflow}: {_all_empty(files)}")
+    return filled
+
+
+def _all_empty(files: list[str]) -> str:
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return f"all {len(files)} source file(s) are empty ({shown})"
+
+
+def empty_source(catalog: Catalog, flow: Dataflow) -> str | None:
+    """Why a file source has nothing to read (every file that matches is empty), else None.
+
+    The driver reports such a batch as ``skipped`` with this reason. None too when no file
+    matches (reading the source says so) and for other kinds of sources.
+    """
+    source = flow.source
+    if not isinstance(source, FileSource):
+        return None
+    try:
+        location = source_location(catalog, flow)
+        assert location is not None
+        files = file_paths(location, dataflow=flow.name)
+    except (SourceError, ValueError):  # reading the source reports these, located
+        return None
+    try:
+        if any(not is_empty_file(f, source) for f in files):
+            return None
+    except OSError:  # a file vanished or is unreadable: reading the source reports it
+        return None
+    return _all_empty(files)
+
+
+def read_files(source: FileSource, pattern: Path, *, dataflow: str) -> pl.LazyFrame:
+    """The rows of the glob's files that hold rows, scanned lazily (plain JSON read whole)."""
+    files = source_files(source, pattern, dataflow=dataflow)
+    options = dict(source.options)
+    if source.format == "parquet":
+        return pl.scan_parquet(files, **options)
+    if source.format == "csv":
+        return pl.scan_csv(files, **options)
+    if source.format == "jsonl":
+        return pl.scan_ndjson(files, **options)
+    # Plain JSON (an array of objects) has no lazy scanner; read each file.
+    frames = []
+    for file in files:
+        try:
+            frames.append(pl.read_json(file, **options))
+        except pl.exceptions.PolarsError as exc:
+            raise SourceError(
+                f"dataflow {dataflow}: cannot read source file {file}: {_first_line(exc)}"
+            ) from exc
+    return pl.concat(frames, how="diagonal_relaxed").lazy()
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: message`` without polars' hints (they follow a blank line)."""
+    return f"{type(exc).__name__}: " + str(exc).strip().split("\n\n", 1)[0]
+
+
+_READ_ERRORS = (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ShapeError)
+"""What polars raises for a file it cannot parse (corrupt parquet, a bad CSV row, broken JSON)."""
+
+
+def _read_whole(path: str, source: FileSource) -> None:
+    options = dict(source.options)
+    if source.format == "parquet":
+        pl.scan_parquet(path, **options).collect()
+    elif source.format == "csv":
+        pl.scan_csv(path, **options).collect()
+    elif source.format == "jsonl":
+        pl.scan_ndjson(path, **options).collect()
+    else:
+        pl.read_json(path, **options)
+
+
+def name_failed_file(catalog: Catalog, flow: Dataflow, exc: BaseException) -> BaseException:
+    """The error a failed run reports: ``exc``, or a :class:`SourceError` naming the source file
+    that cannot be read when ``exc`` comes from reading a file.
+
+    Polars' errors for a corrupt parquet file or a bad CSV/JSON line name no file. They surface
+    when the batch is collected, so the files are then read one by one (only after a failure,
+    never on the way of a good run) to find the first that fails on its own.
+    """
+    cause = exc if isinstance(exc, pl.exceptions.PolarsError) else exc.__cause__
+    source = flow.source
+    if not isinstance(cause, _READ_ERRORS) or not isinstance(source, FileSource):
+        return exc
+    try:
+        location = source_location(catalog, flow)
+        assert location is not None
+        files = file_paths(location, dataflow=flow.name)
+    except (SourceError, OSError, ValueError):
+        return exc
+    for file in files:
+        if is_empty_file(file, source):
+            continue
+        try:
+            _read_whole(file, source)
+        except _READ_ERRORS as failed:
+            error = SourceError(
+                f"dataflow {flow.name}: cannot read source file {file}: {_first_line(failed)}"
+            )
+            error.__cause__ = exc
+            return error
+    return exc

@@ -1,0 +1,135 @@
+"""Materialisation metadata beyond a run's totals: per-partition figures and Dagster's conventions.
+
+* **Per partition.** A range run (single-run backfill) loads its windows one after another; Dagster
+  records one materialisation per partition, and :func:`partition_metadata` gives each its own
+  ``dagster/row_count``, rows read/written, status, Delta version and preview (the run's totals
+  stay in the shared metadata under the same keys only where no partition overrides them).
+* **Conventions.** ``dagster/uri`` (the destination's location), ``dagster/table_name``
+  (``<connection>.<table path with dots>``), ``dagster/column_schema`` (the written table's
+  columns) and ``dagster/column_lineage`` (see :mod:`coolie_dagster.lineage`).
+"""
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from coolie_core.driver import DataflowResult
+from coolie_core.filters import window_expr
+from coolie_core.locations import destination_location
+from coolie_core.models import Catalog, Dataflow
+from coolie_core.windows import Window
+from coolie_dagster.lineage import column_lineage
+
+__all__ = ["PREVIEW_ROWS", "column_schema", "partition_metadata", "preview_table", "table_metadata"]
+
+PREVIEW_ROWS = 5
+
+
+def _cell(value: Any) -> str | int | float | bool | None:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def column_schema(schema: pl.Schema) -> dg.TableSchema:
+    """Dagster's table schema of a Polars schema (types as Polars names them)."""
+    return dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in schema.items()])
+
+
+def preview_table(frame: pl.DataFrame) -> dg.MetadataValue:
+    """The first rows of a frame as a Dagster table (cells that are not JSON scalars as text)."""
+    records = [dg.TableRecord({k: _cell(v) for k, v in row.items()}) for row in frame.iter_rows(named=True)]
+    return dg.MetadataValue.table(records=records, schema=column_schema(frame.schema))
+
+
+def table_metadata(
+    catalog: Catalog, flow: Dataflow, *, source: dg.AssetKey | None, version: int | None
+) -> dict[str, Any]:
+    """``dagster/uri``, ``dagster/table_name`` and, when the table can be read,
+    ``dagster/column_schema`` and ``dagster/column_lineage`` (onto ``source``)."""
+    location = destination_location(catalog, flow)
+    uri = location.as_uri() if isinstance(location, Path) and location.is_absolute() else str(location)
+    name = ".".join([flow.destination.connection, *(p for p in flow.destination.table.split("/") if p)])
+    metadata: dict[str, Any] = {"dagster/uri": uri, "dagster/table_name": name}
+    try:
+        lazy = _open(catalog, flow, version=version)
+        schema = None if lazy is None else lazy.collect_schema()
+    except Exception:  # metadata is a courtesy: never fail a committed load over it
+        schema = None
+    if schema is not None:
+        metadata["dagster/column_schema"] = column_schema(schema)
+        if source is not None:
+            metadata["dagster/column_lineage"] = column_lineage(flow, list(schema.names()), source=source)
+    return metadata
+
+
+def _open(catalog: Catalog, flow: Dataflow, *, version: int | None) -> pl.LazyFrame | None:
+    path = destination_location(catalog, flow)
+    if flow.destination.format == "delta":
+        if not (path / "_delta_log").is_dir():
+            return None
+        from deltalake import DeltaTable
+
+        table = DeltaTable(str(path), version=version) if version is not None else DeltaTable(str(path))
+        return pl.scan_delta(table)
+    files = sorted(path.glob("part-*.parquet"))
+    return pl.scan_parquet(files) if files else None
+
+
+def _window_preview(lazy: pl.LazyFrame, flow: Dataflow, window: Window) -> dg.MetadataValue | None:
+    spec = flow.partitions
+    assert spec is not None
+    try:
+        schema = lazy.collect_schema()
+        where = f"dataflow {flow.name}"
+        rows = lazy.filter(
+            window_expr(spec.column, window.lo, window.hi, schema, where=where, timezone=spec.timezone)
+        )
+        return preview_table(rows.head(PREVIEW_ROWS).collect())
+    except Exception:  # the preview is a courtesy: never fail a committed load over it
+        return None
+
+
+def partition_metadata(
+    catalog: Catalog,
+    flow: Dataflow,
+    loads: list[tuple[Window, DataflowResult]],
+    *,
+    partition_keys: set[str],
+) -> dict[str, dict[str, Any]]:
+    """Each partition's own metadata, by partition key, from the load of its window.
+
+    ``dagster/row_count`` is what the window's load wrote, which is the partition's row count:
+    a partition load replaces exactly its window. A window whose load found nothing to write
+    still records a materialisation (row count 0, status ``skipped``): the partition is up to date.
+    """
+    version = next((r.delta_version for _, r in reversed(loads) if r.delta_version is not None), None)
+    try:
+        lazy = _open(catalog, flow, version=version)
+    except Exception:  # unreadable table: figures without previews
+        lazy = None
+    out: dict[str, dict[str, Any]] = {}
+    for window, result in loads:
+        if window.key not in partition_keys:
+            continue
+        metadata: dict[str, Any] = {
+            "dagster/row_count": result.rows_written,
+            "coolie/rows_read": result.rows_read,
+            "coolie/rows_written": result.rows_written,
+            "coolie/status": result.status,
+            "coolie/window": window.key,
+            "coolie/duration_s": round(result.duration_s, 3),
+        }
+        if result.delta_version is not None:
+            metadata["coolie/delta_version"] = result.delta_version
+        if flow.quarantine is not None:
+            metadata["coolie/rows_rejected"] = result.rows_rejected
+        if result.reason:
+            metadata["coolie/reason"] = result.reason
+        preview = None if lazy is None else _window_preview(lazy, flow, window)
+        if preview is not None:
+            metadata["coolie/preview"] = preview
+        out[window.key] = metadata
+    return out

@@ -1,0 +1,270 @@
+"""overwrite, replace_window, merge (CDC, duplicate keys) and scd2 written by Spark tasks on the
+cluster, committed in ONE delta-rs commit of removes + adds: the same tables, watermarks and run
+records as the Polars engine over a first and an incremental batch."""
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import yaml
+from deltalake import DeltaTable
+from polars.testing import assert_frame_equal
+
+from coolie_core.catalog import LoadedCatalog, load_catalog
+from coolie_core.driver import Driver
+from coolie_core.transforms import SYSTEM_COLUMNS
+from coolie_core.watermarks import read_delta_watermark
+
+pytestmark = pytest.mark.spark
+
+UTC = dt.UTC
+T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _rows(ids: list[int], *, version: int, op: str = "U") -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": ids,
+            "name": [f"n{i % 7}-v{version}" for i in ids],
+            "amount": [float(i * version) for i in ids],
+            "op": [op] * len(ids),
+            "day": [dt.date(2024, 1, 1) + dt.timedelta(days=i % 40) for i in ids],
+            "at": [T0 + dt.timedelta(hours=version * 1000 + i % 13) for i in ids],
+        }
+    )
+
+
+def _first(raw: Path) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    rows = _rows(list(range(300)), version=1)
+    rows.head(150).write_parquet(raw / "a1.parquet")
+    rows.tail(150).write_parquet(raw / "a2.parquet")
+
+
+def _second(raw: Path) -> None:
+    """Updates of some keys (twice: the latest wins), new keys, deletes, an unchanged row."""
+    updates = _rows(list(range(0, 300, 10)), version=2)
+    again = _rows(list(range(0, 300, 20)), version=3)
+    new = _rows(list(range(300, 340)), version=2)
+    deletes = _rows([5, 15, 25, 999], version=2, op="D")
+    pl.concat([updates, again, new, deletes]).write_parquet(raw / "b.parquet")
+
+
+def _document(root: Path, engine: str) -> dict[str, Any]:
+    source = {"format": "parquet", "connection": "raw", "path": "*.parquet"}
+    flows: list[dict[str, Any]] = [
+        {
+            "name": "snapshot",
+            "source": source,
+            "destination": {"connection": "lake", "table": "snapshot", "load": "overwrite"},
+        },
+        {
+            "name": "by_day",
+            "source": source,
+            "destination": {"connection": "lake", "table": "by_day", "load": "replace_window"},
+            "partitions": {"column": "day", "every": "week", "start": "2024-01-01"},
+        },
+        {
+            "name": "current",
+            "source": source,
+            "destination": {
+                "connection": "lake",
+                "table": "current",
+                "load": "merge",
+                "merge_keys": ["id"],
+                "cdc": {"column": "op", "delete": ["D"]},
+            },
+            "watermark_columns": ["at"],
+            "retry": {"count": 2, "delay": 0, "jitter": 0},
+        },
+        {
+            "name": "history",
+            "source": source,
+            "transforms": [{"kind": "select", "columns": ["id", "name", "day", "at"]}],
+            "destination": {
+                "connection": "lake",
+                "table": "history",
+                "load": "scd2",
+                "merge_keys": ["id"],
+                "scd2": {"track": ["name"]},
+            },
+            "watermark_columns": ["at"],
+        },
+    ]
+    return {
+        "defaults": {"engine": engine},
+        "connections": {
+            "raw": {"kind": "files", "path": str(root / "raw")},
+            "lake": {"kind": "delta", "path": str(root / "lake")},
+        },
+        "dataflows": flows,
+    }
+
+
+def _load(root: Path, engine: str) -> LoadedCatalog:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "catalog.yaml"
+    path.write_text(yaml.safe_dump(_document(root, engine), sort_keys=False), encoding="utf-8")
+    return load_catalog(path)
+
+
+def _table(path: Path) -> pl.DataFrame:
+    return pl.read_delta(str(path)).drop(SYSTEM_COLUMNS, strict=False).sort(pl.all())
+
+
+def _records(root: Path) -> list[tuple[Any, ...]]:
+    records = [
+        json.loads(line)
+        for f in sorted((root / ".coolie" / "runs").glob("*.jsonl"))
+        for line in f.read_text(encoding="utf-8").splitlines()
+    ]
+    keys = ("dataflow", "status", "rows_read", "rows_written", "rows_filtered", "watermark_after")
+    return sorted(tuple(str(r.get(k)) for k in keys) for r in records)
+
+
+def _run_both(base: Path) -> dict[str, Path]:
+    roots = {}
+    for engine in ("polars", "spark"):
+        root = base / engine
+        loaded = _load(root, engine)
+        with Driver(loaded) as driver:
+            result = driver.run()
+        assert result.ok, [(r.dataflow, r.error) for r in result.results if r.error]
+        roots[engine] = root
+    return roots
+
+
+def _assert_same(roots: dict[str, Path]) -> None:
+    for name in ("snapshot", "by_day", "current", "history"):
+        left, right = roots["polars"] / "lake" / name, roots["spark"] / "lake" / name
+        expected, actual = _table(left), _table(right)
+        assert actual.schema == expected.schema, name
+        assert_frame_equal(actual, expected, check_exact=True)
+        got, want = read_delta_watermark(right, dataflow=name), read_delta_watermark(left, dataflow=name)
+        assert (got.value, got.batch) == (want.value, want.batch), name
+        # Every file of the Spark table was written by Spark tasks (never by the driver).
+        uris = DeltaTable(str(right)).file_uris()
+        assert uris, name
+        assert all(Path(u).parent.name.startswith("spark-") for u in uris), (name, uris)
+    assert _records(roots["spark"]) == _records(roots["polars"])
+
+
+def test_every_load_is_written_by_spark_tasks_with_polars_parity(
+    tmp_path: Path, spark: Any, spark_arrow_max_rows: Any
+) -> None:
+    spark_arrow_max_rows(0)
+    for engine in ("polars", "spark"):
+        _first(tmp_path / engine / "raw")
+    roots = _run_both(tmp_path)
+    _assert_same(roots)
+
+    for engine in ("polars", "spark"):
+        _second(tmp_path / engine / "raw")
+    roots = _run_both(tmp_path)
+    _assert_same(roots)
+
+    # One commit per batch: removes of the rewritten files + adds, with the watermark.
+    history = DeltaTable(str(roots["spark"] / "lake" / "current"))
+    assert history.version() == 1
+    last = history.history(limit=1)[0]
+    assert last["coolie.batch"] == "2"
+    merged = pl.read_delta(str(roots["spark"] / "lake" / "current"))
+    assert merged.filter(pl.col("id").is_in([5, 15, 25, 999])).height == 0
+    assert merged.filter(pl.col("id") == 20)["name"].item() == "n6-v3"  # the latest of two updates
+    scd2 = pl.read_delta(str(roots["spark"] / "lake" / "history"))
+    assert scd2.filter(pl.col("is_current")).group_by("id").len()["len"].max() == 1
+
+
+def test_a_concurrent_commit_makes_the_distributed_merge_conflict_and_retry(
+    tmp_path: Path, spark: Any, spark_arrow_max_rows: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer rewrites a file the merge read while the merge holds its snapshot: the
+    commit fails as a conflict (transient), the retry merges against the new version, exactly."""
+    import threading
+
+    from coolie_core.faults import PAUSE_ENV
+
+    spark_arrow_max_rows(0)
+    _first(tmp_path / "spark" / "raw")
+    loaded = _load(tmp_path / "spark", "spark")
+    with Driver(loaded) as driver:
+        assert driver.run(dataflows=["current"]).ok
+    _second(tmp_path / "spark" / "raw")
+    table = tmp_path / "spark" / "lake" / "current"
+    release = tmp_path / "release"
+    monkeypatch.setenv(PAUSE_ENV, f"after_files:current:{release}")
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        with Driver(loaded) as driver:
+            outcome["result"] = driver.run(dataflows=["current"]).result("current")
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    waiting = Path(f"{release}.waiting")
+    deadline = dt.datetime.now(UTC) + dt.timedelta(minutes=5)
+    while not waiting.exists() and worker.is_alive() and dt.datetime.now(UTC) < deadline:
+        worker.join(0.05)
+    assert waiting.exists()
+    monkeypatch.delenv(PAUSE_ENV)  # the retry must not pause again
+    # The other writer: delta-rs deletes key 1 (rewriting the file holding it) meanwhile.
+    DeltaTable(str(table)).delete("id = 1")
+    release.touch()
+    worker.join(600)
+    result = outcome["result"]
+    assert result.status == "succeeded", result.error
+    assert result.attempts == 2
+    assert "conflict" in result.retries[0]
+    rows = pl.read_delta(str(table))
+    assert rows["id"].n_unique() == rows.height
+    expected_ids = set(range(340)) - {1, 5, 15, 25}
+    assert set(rows["id"].to_list()) == expected_ids
+    assert rows.filter(pl.col("id") == 20)["name"].item() == "n6-v3"
+    # The first batch's folder and the retry's: the failed attempt's files were removed.
+    assert len(list(table.glob("spark-*"))) == 2
+
+
+def test_window_runs_are_written_by_spark_tasks_with_polars_parity(
+    tmp_path: Path, spark: Any, spark_arrow_max_rows: Any
+) -> None:
+    """A window run replaces exactly its window on Spark tasks (a merge's latest row per key,
+    deletes left out, folded duplicates counted) — the same table and record as on polars."""
+    from coolie_core.windows import windows_covering
+
+    spark_arrow_max_rows(0)
+    results = {}
+    for engine in ("polars", "spark"):
+        root = tmp_path / engine
+        _first(root / "raw")
+        document = _document(root, engine)
+        for flow in document["dataflows"]:
+            if flow["name"] == "current":  # a merge that can also run by window
+                flow["partitions"] = {"column": "day", "every": "week", "start": "2024-01-01"}
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "catalog.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        loaded = load_catalog(root / "catalog.yaml")
+        with Driver(loaded) as driver:
+            assert driver.run(dataflows=["by_day", "current"]).ok
+        _second(root / "raw")
+        runs = []
+        for name in ("by_day", "current"):
+            flow = loaded.catalog.dataflow(name)
+            assert flow.partitions is not None
+            (week, *_) = windows_covering(
+                flow.partitions, lo=dt.date(2024, 1, 8), hi_inclusive=dt.date(2024, 1, 8)
+            )
+            with Driver(loaded) as driver:
+                result = driver.run_one(flow, window=week)
+            assert result.status == "succeeded", result.error
+            runs.append((result.rows_read, result.rows_written, result.rows_filtered))
+        results[engine] = runs
+    assert results["spark"] == results["polars"]
+    assert results["spark"][1][2] > 0  # the merge window folded duplicate keys
+    for name in ("by_day", "current"):
+        left, right = tmp_path / "polars" / "lake" / name, tmp_path / "spark" / "lake" / name
+        assert_frame_equal(_table(right), _table(left), check_exact=True)
+        last = DeltaTable(str(right))
+        assert all(Path(u).parent.name.startswith("spark-") for u in last.file_uris())
