@@ -27,11 +27,12 @@ from coolie_core.engines import engine_for
 from coolie_core.errors import CoolieError, DataError
 from coolie_core.executor import TaskEvent, execute
 from coolie_core.faults import fault_point
+from coolie_core.folder_state import FolderStateStore
 from coolie_core.io.delta import CommitInfo, commit_empty, delta_table_exists, write_delta
 from coolie_core.io.parquet import discard_uncommitted, write_parquet_folder
 from coolie_core.io.sources import empty_source, fingerprint_source, name_failed_file
 from coolie_core.io.stream import can_stream, stream_dataflow
-from coolie_core.locations import destination_location
+from coolie_core.locations import destination_storage
 from coolie_core.maintenance import MaintenanceResult, run_maintenance
 from coolie_core.models import Dataflow
 from coolie_core.planning import PlannedDataflow, plan_dataflows
@@ -48,6 +49,8 @@ from coolie_core.replay import (
 from coolie_core.retry import RetryAttempt, call_with_retry, is_transient
 from coolie_core.runlog import RunLog
 from coolie_core.sharding import ShardSpec
+from coolie_core.storage import StorageLocation
+from coolie_core.storage.spark import local_for_spark
 from coolie_core.transforms import add_system_columns
 from coolie_core.watermarks import (
     SqliteWatermarkStore,
@@ -409,15 +412,20 @@ class Driver:
 
     def read_state(self, flow: Dataflow) -> StoredWatermark:
         """The stored batch, watermark and source fingerprint of a dataflow."""
-        dest = destination_location(self.loaded.catalog, flow)
+        dest = destination_storage(self.loaded.catalog, flow)
         required = bool(flow.watermark_columns)
         if flow.destination.format == "delta":
             return read_delta_watermark(dest, dataflow=flow.name, require_watermark=required)
-        return self.store.read(flow.name, require_watermark=required)
+        return self._state_store(dest).read(flow.name, require_watermark=required)
+
+    def _state_store(self, dest: StorageLocation) -> SqliteWatermarkStore | FolderStateStore:
+        """Where a parquet folder's batches are recorded: beside the catalog for a local folder,
+        in the folder itself on an object store (any machine can continue that lake)."""
+        return self.store if dest.is_local else FolderStateStore(dest)
 
     def _attempt(self, flow: Dataflow, *, window: Window | None, force: bool) -> DataflowResult:
         catalog = self.loaded.catalog
-        dest = destination_location(catalog, flow)
+        dest = destination_storage(catalog, flow)
         is_delta = flow.destination.format == "delta"
         state = self.read_state(flow)
         if not is_delta:
@@ -558,7 +566,8 @@ class Driver:
                     bounds = self._covering(flow, frame)
             if distributed is not None:  # Spark tasks write Parquet; one delta-rs commit
                 system = (loaded_at, self.run_id) if flow.system_columns else None
-                written = distributed.append_delta(dest, info=info, like=frame, system_columns=system)
+                table = local_for_spark(dest, dataflow=flow.name, role="destination")
+                written = distributed.append_delta(table, info=info, like=frame, system_columns=system)
             else:
                 written = write_delta(
                     dest,
@@ -579,7 +588,7 @@ class Driver:
             fault_point("after_files", flow.name)
             if accounts is not None:
                 accounts["rows_written"] = rows_written
-            self.store.commit(
+            self._state_store(dest).commit(
                 flow.name, batch=batch, watermark=wm_after, source=fingerprint, listed_at=listed_at,
                 run_id=self.run_id, accounts=accounts,
             )  # fmt: skip
@@ -614,7 +623,7 @@ class Driver:
         )
 
     def _record_empty(
-        self, flow: Dataflow, base: DataflowResult, *, info: CommitInfo, dest: Path
+        self, flow: Dataflow, base: DataflowResult, *, info: CommitInfo, dest: StorageLocation
     ) -> DataflowResult:
         """A batch whose rows were all filtered, late, quarantined or without a watermark value.
 
@@ -630,7 +639,7 @@ class Driver:
                 recorded = True
                 if info.accounts is not None:
                     info.accounts["rows_written"] = 0
-                self.store.commit(
+                self._state_store(dest).commit(
                     flow.name, batch=info.batch, watermark=info.watermark, source=info.source,
                     listed_at=info.listed_at, run_id=self.run_id, accounts=info.accounts,
                 )  # fmt: skip

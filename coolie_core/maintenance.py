@@ -109,6 +109,9 @@ def _maintain_one(
             retention_hours=retention_hours,
             dry_run=dry_run,
             enforce_retention_duration=retention_hours >= DEFAULT_RETENTION_HOURS,
+            # "full" also removes files no commit ever listed (batches killed before their commit);
+            # delta-rs' default "lite" mode keeps them forever.
+            full=True,
         )
         vacuumed = len(removed)
     return MaintenanceResult(

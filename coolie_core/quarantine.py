@@ -14,13 +14,12 @@ quarantine commit does not quarantine its rows twice.
 import datetime as dt
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import polars as pl
 
 from coolie_core.errors import DataError
-from coolie_core.io.delta import delta_table_exists
-from coolie_core.locations import resolve_within
+from coolie_core.locations import connection_storage
 from coolie_core.models import (
     AcceptedValuesRule,
     Catalog,
@@ -29,6 +28,7 @@ from coolie_core.models import (
     NotNullRule,
     QuarantineSpec,
 )
+from coolie_core.storage import StorageLocation, delta_table, delta_table_exists, table_options
 from coolie_core.transforms import (
     INTERNAL_COLUMNS,
     RAW_ROW,
@@ -157,41 +157,45 @@ def split_rejects(
     return good, Rejects(bad, frame.height)
 
 
-def quarantine_location(catalog: Catalog, flow: Dataflow) -> Path:
-    """The quarantine table of a dataflow: inside its destination connection's folder."""
+def quarantine_location(catalog: Catalog, flow: Dataflow) -> StorageLocation:
+    """The quarantine table of a dataflow: inside its destination connection's folder or prefix."""
     assert flow.quarantine is not None
-    connection = catalog.connections[flow.destination.connection]
-    base = getattr(connection, "path", None)
-    if base is None:  # pragma: no cover - catalog validation guarantees a folder connection
-        raise DataError(f"dataflow {flow.name}: destination connection has no folder")
-    relative = flow.quarantine.table or str(Path("_quarantine") / flow.destination.table)
-    return resolve_within(base, relative)
+    relative = flow.quarantine.table or str(PurePosixPath("_quarantine") / flow.destination.table)
+    return connection_storage(catalog, flow.destination.connection).join(relative)
 
 
 def _app_id(dataflow: str) -> str:
     return f"coolie:{dataflow}:quarantine"
 
 
-def write_quarantine(path: Path, rejects: Rejects, *, dataflow: str, run_id: str, batch: int | None) -> bool:
+def write_quarantine(
+    path: StorageLocation, rejects: Rejects, *, dataflow: str, run_id: str, batch: int | None
+) -> bool:
     """Append the rejects in one commit; False when this batch's rejects are already there."""
-    from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+    from deltalake import CommitProperties, Transaction, write_deltalake
 
     if rejects.count == 0:
         return False
     app = _app_id(dataflow)
     if batch is not None and delta_table_exists(path):
-        done = DeltaTable(str(path)).transaction_version(app)
+        done = delta_table(path).transaction_version(app)
         if done is not None and done >= batch:
             return False
     properties = CommitProperties(
         custom_metadata={"coolie.dataflow": dataflow, "coolie.run_id": run_id, "coolie.kind": "quarantine"},
         app_transactions=None if batch is None else [Transaction(app_id=app, version=batch)],
     )
-    write_deltalake(str(path), rejects.rows.to_arrow(), mode="append", commit_properties=properties)
+    write_deltalake(
+        path.uri,
+        rejects.rows.to_arrow(),
+        mode="append",
+        commit_properties=properties,
+        **table_options(path),
+    )
     return True
 
 
-def check_threshold(flow: Dataflow, rejects: Rejects, *, table: Path) -> None:
+def check_threshold(flow: Dataflow, rejects: Rejects, *, table: StorageLocation) -> None:
     """Fail the dataflow when more rows were rejected than ``max_rejected`` allows."""
     assert flow.quarantine is not None
     limit = flow.quarantine.limit(rejects.rows_read)

@@ -15,10 +15,8 @@ of a file source, files added to a Delta source since the version the last batch
 
 import glob
 import json
-import os
 import urllib.parse
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -26,9 +24,10 @@ import polars as pl
 from coolie_core.errors import DataError
 from coolie_core.filters import watermark_expr, window_expr
 from coolie_core.io.sources import SqlBound, is_empty_file, read_source
-from coolie_core.locations import source_location
+from coolie_core.locations import source_storage
 from coolie_core.models import Catalog, Dataflow, DeltaSource, FileSource, SqlSource
 from coolie_core.quarantine import with_quarantine_columns
+from coolie_core.storage import ObjectInfo, StorageLocation, delta_table, library_options
 from coolie_core.transforms import DROPPED, REJECT_RULE, add_rejection, alive, apply_transforms
 from coolie_core.watermarks import Watermark
 from coolie_core.windows import Window
@@ -162,16 +161,14 @@ def new_data(catalog: Catalog, flow: Dataflow, *, listed_after: int | None, sour
             modified since are new.
         source: the last batch's source fingerprint (``delta:<version>`` for a Delta source).
     """
-    location = source_location(catalog, flow)
+    location = source_storage(catalog, flow)
     if isinstance(flow.source, FileSource) and location is not None and listed_after is not None:
-        paths = sorted(glob.glob(str(location), recursive=True))
         return NewData(
             files=tuple(
-                p
-                for p in paths
-                if os.path.isfile(p)
-                and os.stat(p).st_mtime_ns >= listed_after
-                and not is_empty_file(p, flow.source)  # no rows to read (a header at most)
+                info.uri
+                for info in location.glob()
+                if _modified_since(info, listed_after)
+                and not is_empty_file(info, flow.source, location=location)  # a header at most
             )
         )
     if (
@@ -184,34 +181,50 @@ def new_data(catalog: Catalog, flow: Dataflow, *, listed_after: int | None, sour
     return NewData()
 
 
-def _delta_added(location: Path, *, since: int) -> NewData:
+def _modified_since(info: ObjectInfo, listed_after: int) -> bool:
+    """Whether a file was (re)written at or after ``listed_after`` (ns since the epoch)."""
+    if info.modified_ns is not None:
+        return info.modified_ns >= listed_after
+    # Object stores keep whole seconds: a file from the second of the last listing counts as
+    # listed then (else every file written just before a listing would be new twice).
+    return int(info.last_modified.timestamp()) > listed_after // 1_000_000_000
+
+
+def _commit_text(commit: StorageLocation) -> str | None:
+    if commit.is_local:
+        return commit.path.read_text(encoding="utf-8") if commit.path.is_file() else None
+    try:
+        return commit.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def _delta_added(location: StorageLocation, *, since: int) -> NewData:
     """The data files committed to a Delta table after version ``since`` and still in it.
 
     Read from the commit files of those versions (a few small JSON files), not from two
     snapshots of the table. When a commit file is gone (log retention), the snapshots decide.
     """
-    log = location / "_delta_log"
+    log = location.join("_delta_log")
     added: dict[str, bool] = {}  # path -> partitioned
     removed: set[str] = set()
     version = since + 1
-    while (commit := log / f"{version:020d}.json").is_file():
-        for line in commit.read_text(encoding="utf-8").splitlines():
+    while (text := _commit_text(log.join(f"{version:020d}.json"))) is not None:
+        for line in text.splitlines():
             action = json.loads(line) if line.strip() else {}
             if "add" in action:
                 added[action["add"]["path"]] = bool(action["add"].get("partitionValues"))
             elif "remove" in action:
                 removed.add(action["remove"]["path"])
         version += 1
-    if version == since + 1 and any(log.glob("*.json")):
-        from deltalake import DeltaTable
-
-        latest = DeltaTable(str(location))
+    if version == since + 1 and log.join("*.json").glob():
+        latest = delta_table(location)
         if latest.version() > since:  # the commits after ``since`` are no longer in the log
-            before = set(DeltaTable(str(location), version=since).file_uris())
+            before = set(delta_table(location, version=since).file_uris())
             files = tuple(uri for uri in latest.file_uris() if uri not in before)
             return NewData(delta_files=files, delta_partitioned=bool(latest.metadata().partition_columns))
     paths = [p for p in added if p not in removed]
-    files = tuple(p if "://" in p else str(location / urllib.parse.unquote(p)) for p in paths)
+    files = tuple(p if "://" in p else location.join(urllib.parse.unquote(p)).uri for p in paths)
     return NewData(delta_files=files, delta_partitioned=any(added[p] for p in paths))
 
 
@@ -219,17 +232,23 @@ def _read_new(catalog: Catalog, flow: Dataflow, new: NewData) -> pl.LazyFrame:
     """The rows of the new data, as the source read gives them (source filter applied)."""
     source = flow.source
     if isinstance(source, FileSource):
-        base = source_location(
+        base = source_storage(
             catalog, flow.model_copy(update={"source": source.model_copy(update={"path": "."})})
         )
         assert base is not None
         frames = []
         for file in new.files:
-            relative = glob.escape(os.path.relpath(file, base))
+            relative = glob.escape(file.removeprefix(base.uri).lstrip("/"))
             single = flow.model_copy(update={"source": source.model_copy(update={"path": relative})})
             frames.append(read_source(catalog, single))
         return pl.concat(frames, how="diagonal_relaxed")
-    lf = pl.scan_parquet(list(new.delta_files), hive_partitioning=new.delta_partitioned)
+    delta_location = source_storage(catalog, flow)
+    assert delta_location is not None
+    lf = pl.scan_parquet(
+        list(new.delta_files),
+        hive_partitioning=new.delta_partitioned,
+        storage_options=library_options(delta_location),
+    )
     if source.filter:
         from coolie_core.transforms import sql_expr
 

@@ -30,10 +30,17 @@ from coolie_core.catalog import LoadedCatalog
 from coolie_core.engines import engine_for
 from coolie_core.errors import CatalogError, CatalogIssue, CoolieError
 from coolie_core.faults import fault_point
-from coolie_core.io.delta import CommitInfo, delta_table_exists, write_delta
+from coolie_core.io.delta import CommitInfo, write_delta
 from coolie_core.io.sources import fingerprint_source
-from coolie_core.locations import destination_location
+from coolie_core.locations import destination_storage
 from coolie_core.models import Dataflow, PartitionSpec
+from coolie_core.storage import (
+    StorageLocation,
+    delta_table,
+    delta_table_exists,
+    library_options,
+    table_options,
+)
 from coolie_core.transforms import add_system_columns, cdc_deleted, latest_per_key
 from coolie_core.watermarks import Watermark, max_watermark, read_delta_watermark
 from coolie_core.windows import Bound, Window, plan_windows
@@ -183,17 +190,15 @@ def replay_dataflow(
     on_chunk: Callable[[ChunkResult], None] | None = None,
 ) -> ReplayResult:
     """Replay ``flow`` over ``[start, end)`` chunk by chunk (see the module docstring)."""
-    from deltalake import DeltaTable
-
     catalog = loaded.catalog
     spec, windows = plan_replay(
         loaded, flow, start=start, end=end, every=every, save_watermark=save_watermark
     )
-    dest = destination_location(catalog, flow)
+    dest = destination_storage(catalog, flow)
     fingerprint = fingerprint_source(catalog, flow)
     replay_id = _replay_id(flow, spec, windows, fingerprint, run_id if force else "")
     app = f"coolie:{flow.name}:replay:{replay_id}"
-    done = (DeltaTable(str(dest)).transaction_version(app) or 0) if delta_table_exists(dest) else 0
+    done = (delta_table(dest).transaction_version(app) or 0) if delta_table_exists(dest) else 0
     flow_for_read = flow.model_copy(update={"partitions": spec})
     read_frame = engine_for(catalog, flow).read_frame
     destination = flow.destination.model_copy(update={"load": "replace_window"})
@@ -252,7 +257,7 @@ def replay_dataflow(
     return ReplayResult(flow.name, "succeeded", replay_id, chunks, watermark_after=watermark)
 
 
-def _hand_over(flow: Dataflow, dest: Any, *, run_id: str, lo: Any, hi: Any) -> Watermark | None:
+def _hand_over(flow: Dataflow, dest: StorageLocation, *, run_id: str, lo: Any, hi: Any) -> Watermark | None:
     """Commit the production watermark = the greatest partition value in the replayed range."""
     from deltalake import write_deltalake
 
@@ -260,7 +265,7 @@ def _hand_over(flow: Dataflow, dest: Any, *, run_id: str, lo: Any, hi: Any) -> W
     column = flow.partitions.column
     if not delta_table_exists(dest):
         return None
-    table = pl.scan_delta(str(dest))
+    table = pl.scan_delta(dest.uri, storage_options=library_options(dest))
     from coolie_core.filters import window_expr
 
     schema = table.collect_schema()
@@ -271,7 +276,13 @@ def _hand_over(flow: Dataflow, dest: Any, *, run_id: str, lo: Any, hi: Any) -> W
     watermark = max_watermark(frame, [column], state.value, dataflow=flow.name)
     if watermark is None or watermark == state.value:
         return watermark
-    empty = pl.scan_delta(str(dest)).head(0).collect()
+    empty = pl.scan_delta(dest.uri, storage_options=library_options(dest)).head(0).collect()
     info = CommitInfo(dataflow=flow.name, run_id=run_id, batch=state.batch + 1, watermark=watermark)
-    write_deltalake(str(dest), empty.to_arrow(), mode="append", commit_properties=info.properties())
+    write_deltalake(
+        dest.uri,
+        empty.to_arrow(),
+        mode="append",
+        commit_properties=info.properties(),
+        **table_options(dest),
+    )
     return watermark

@@ -103,7 +103,13 @@ def sql_expr(text: str, *, where: str) -> pl.Expr:
 
 
 def _cast_expr(
-    column: str, type_name: str, fmt: str | None, schema: pl.Schema, *, strict: bool = True, where: str = "cast"
+    column: str,
+    type_name: str,
+    fmt: str | None,
+    schema: pl.Schema,
+    *,
+    strict: bool = True,
+    where: str = "cast",
 ) -> pl.Expr:
     """The cast of one column; ``strict=False`` turns unconvertible values into nulls."""
     return cast_expr(

@@ -19,16 +19,20 @@ A watermark never moves backwards and is never silently reset: an unreadable val
 import datetime as dt
 import decimal
 import json
+import os
 import sqlite3
 from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from coolie_core.errors import WatermarkError
+
+if TYPE_CHECKING:
+    from coolie_core.storage import StorageLocation
 
 __all__ = [
     "ACCOUNTS_KEY",
@@ -205,7 +209,11 @@ def _missing_watermark(dataflow: str, store: str, batch: int) -> WatermarkError:
 
 
 def read_delta_watermark(
-    table_path: str | Path, *, dataflow: str, history_limit: int = 50, require_watermark: bool = False
+    table_path: "StorageLocation | str | os.PathLike[str]",
+    *,
+    dataflow: str,
+    history_limit: int = 50,
+    require_watermark: bool = False,
 ) -> StoredWatermark:
     """Find a dataflow's watermark in its Delta destination's commit log.
 
@@ -220,12 +228,14 @@ def read_delta_watermark(
         WatermarkError: a batch is recorded but its commit (and so its watermark) cannot be found
             or read, or carries no watermark although ``require_watermark``.
     """
-    from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    store = f"Delta table {table_path}"
+    from coolie_core.storage import as_location, delta_table
+
+    location = as_location(table_path)
+    store = f"Delta table {location}"
     try:
-        table = DeltaTable(str(table_path))
+        table = delta_table(location)
     except TableNotFoundError:
         return StoredWatermark(None, 0)
     batch = table.transaction_version(app_id(dataflow)) or 0

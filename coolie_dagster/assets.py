@@ -22,9 +22,10 @@ import polars as pl
 from coolie_core.catalog import LoadedCatalog
 from coolie_core.driver import DataflowResult
 from coolie_core.engines import use_spark_session
-from coolie_core.locations import destination_location
+from coolie_core.locations import destination_storage
 from coolie_core.models import Catalog, Dataflow, RetrySpec
 from coolie_core.sharding import ShardSpec, assign_shard
+from coolie_core.storage import delta_table, delta_table_exists, library_options
 from coolie_core.windows import Window
 from coolie_dagster.checks import evaluate_table_checks, table_check_specs
 from coolie_dagster.metadata import PREVIEW_ROWS, partition_metadata, table_metadata
@@ -270,7 +271,7 @@ def _table_checks(
     loaded = coolie.load_catalog()
     base = loaded.path if loaded.path.is_dir() else loaded.path.parent
     state_dir = Path(coolie.state_dir) if coolie.state_dir else base / ".coolie"
-    path = destination_location(loaded.catalog, flow)
+    path = destination_storage(loaded.catalog, flow)
     yield from evaluate_table_checks(flow, key=key, path=path, state_dir=state_dir, names=names)
 
 
@@ -417,21 +418,19 @@ def _read_destination(
     catalog: Catalog, flow: Dataflow, *, version: int | None
 ) -> tuple[int, int | None, pl.DataFrame] | None:
     """Row count, Delta version and first rows of the destination; None if it cannot be read."""
-    path = destination_location(catalog, flow)
+    path = destination_storage(catalog, flow)
     try:
         if flow.destination.format == "delta":
-            if not (path / "_delta_log").is_dir():
+            if not delta_table_exists(path):
                 return None
-            from deltalake import DeltaTable
-
-            table = DeltaTable(str(path), version=version) if version is not None else DeltaTable(str(path))
+            table = delta_table(path, version=version)
             lazy = pl.scan_delta(table)
             current: int | None = table.version()
         else:
-            files = sorted(path.glob("part-*.parquet"))
+            files = [info.uri for info in path.join("part-*.parquet").glob()]
             if not files:
                 return None
-            lazy, current = pl.scan_parquet(files), None
+            lazy, current = pl.scan_parquet(files, storage_options=library_options(path)), None
         count = lazy.select(pl.len()).collect().item()
         return int(count), current, lazy.head(PREVIEW_ROWS).collect()
     except Exception:  # the preview is a courtesy: never fail a committed load over it

@@ -21,7 +21,7 @@ import dagster as dg
 import polars as pl
 
 from coolie_core.catalog import LoadedCatalog
-from coolie_core.locations import destination_location
+from coolie_core.locations import destination_storage
 from coolie_core.models import (
     AcceptedValuesCheck,
     Dataflow,
@@ -30,6 +30,7 @@ from coolie_core.models import (
     RowCountCheck,
     UniqueCheck,
 )
+from coolie_core.storage import StorageLocation, delta_table, delta_table_exists, library_options
 from coolie_dagster.translator import CoolieTranslator
 
 __all__ = [
@@ -124,32 +125,34 @@ def evaluate_check(check: TableCheck, table: pl.LazyFrame, *, current: str | Non
     )
 
 
-def _committed_parquet(folder: Path, *, flow: Dataflow, state_dir: Path) -> list[str]:
+def _committed_parquet(folder: StorageLocation, *, flow: Dataflow, state_dir: Path) -> list[str]:
     """Files of committed batches only: a crashed batch's files are not data yet."""
+    from coolie_core.folder_state import FolderStateStore
     from coolie_core.watermarks import SqliteWatermarkStore
 
-    store = state_dir / "watermarks.sqlite"
-    committed = SqliteWatermarkStore(store).read(flow.name).batch if store.exists() else 0
+    if folder.is_local:
+        store = state_dir / "watermarks.sqlite"
+        committed = SqliteWatermarkStore(store).read(flow.name).batch if store.exists() else 0
+    else:  # an object-store folder keeps its batch state inside it
+        committed = FolderStateStore(folder).read(flow.name).batch
     files = []
-    for file in sorted(folder.glob("part-*.parquet")):
-        match = re.match(r"^part-(\d{10})-", file.name)
+    for info in folder.join("part-*.parquet").glob():
+        match = re.match(r"^part-(\d{10})-", info.uri.rpartition("/")[2])
         if match and int(match.group(1)) <= committed:
-            files.append(str(file))
+            files.append(info.uri)
     return files
 
 
-def _open_table(flow: Dataflow, path: Path, *, state_dir: Path) -> tuple[pl.LazyFrame | None, str]:
+def _open_table(flow: Dataflow, path: StorageLocation, *, state_dir: Path) -> tuple[pl.LazyFrame | None, str]:
     """The destination as a LazyFrame, or None with the reason it cannot be read."""
     if flow.destination.format == "parquet":
         files = _committed_parquet(path, flow=flow, state_dir=state_dir)
         if not files:
             return None, f"table {path} has no committed data yet: dataflow {flow.name} has not written it"
-        return pl.scan_parquet(files), f"{len(files)} parquet file(s)"
-    from deltalake import DeltaTable
-
-    if not DeltaTable.is_deltatable(str(path)):
+        return pl.scan_parquet(files, storage_options=library_options(path)), f"{len(files)} parquet file(s)"
+    if not delta_table_exists(path):
         return None, f"table {path} does not exist yet: dataflow {flow.name} has not written it"
-    table = DeltaTable(str(path))
+    table = delta_table(path)
     return pl.scan_delta(table), f"delta version {table.version()}"
 
 
@@ -184,7 +187,7 @@ def table_check_specs(flow: Dataflow, *, key: dg.AssetKey) -> list[dg.AssetCheck
 
 
 def evaluate_table_checks(
-    flow: Dataflow, *, key: dg.AssetKey, path: Path, state_dir: Path, names: set[str]
+    flow: Dataflow, *, key: dg.AssetKey, path: StorageLocation, state_dir: Path, names: set[str]
 ) -> Iterator[dg.AssetCheckResult]:
     """Evaluate the named table checks of a dataflow on its destination at ``path``.
 
@@ -217,7 +220,9 @@ def evaluate_table_checks(
         )
 
 
-def _build_one(flow: Dataflow, *, key: dg.AssetKey, path: Path, state_dir: Path) -> dg.AssetChecksDefinition:
+def _build_one(
+    flow: Dataflow, *, key: dg.AssetKey, path: StorageLocation, state_dir: Path
+) -> dg.AssetChecksDefinition:
     @dg.multi_asset_check(
         name=f"{flow.name}__coolie_checks", specs=table_check_specs(flow, key=key), can_subset=True
     )
@@ -252,7 +257,7 @@ def build_asset_checks(
     for flow in loaded.catalog.dataflows:
         checks = _checks_of(flow)
         if flow.enabled and checks:
-            path = destination_location(loaded.catalog, flow)
+            path = destination_storage(loaded.catalog, flow)
             key = translator.get_asset_key(flow)
             definitions.append(_build_one(flow, key=key, path=path, state_dir=state))
     return definitions

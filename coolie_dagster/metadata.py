@@ -9,7 +9,6 @@
   columns) and ``dagster/column_lineage`` (see :mod:`coolie_dagster.lineage`).
 """
 
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,8 +16,9 @@ import polars as pl
 
 from coolie_core.driver import DataflowResult
 from coolie_core.filters import window_expr
-from coolie_core.locations import destination_location
+from coolie_core.locations import destination_storage
 from coolie_core.models import Catalog, Dataflow
+from coolie_core.storage import delta_table, delta_table_exists, library_options
 from coolie_core.windows import Window
 from coolie_dagster.lineage import column_lineage
 
@@ -49,8 +49,8 @@ def table_metadata(
 ) -> dict[str, Any]:
     """``dagster/uri``, ``dagster/table_name`` and, when the table can be read,
     ``dagster/column_schema`` and ``dagster/column_lineage`` (onto ``source``)."""
-    location = destination_location(catalog, flow)
-    uri = location.as_uri() if isinstance(location, Path) and location.is_absolute() else str(location)
+    location = destination_storage(catalog, flow)
+    uri = location.path.as_uri() if location.is_local else location.uri
     name = ".".join([flow.destination.connection, *(p for p in flow.destination.table.split("/") if p)])
     metadata: dict[str, Any] = {"dagster/uri": uri, "dagster/table_name": name}
     try:
@@ -66,16 +66,13 @@ def table_metadata(
 
 
 def _open(catalog: Catalog, flow: Dataflow, *, version: int | None) -> pl.LazyFrame | None:
-    path = destination_location(catalog, flow)
+    path = destination_storage(catalog, flow)
     if flow.destination.format == "delta":
-        if not (path / "_delta_log").is_dir():
+        if not delta_table_exists(path):
             return None
-        from deltalake import DeltaTable
-
-        table = DeltaTable(str(path), version=version) if version is not None else DeltaTable(str(path))
-        return pl.scan_delta(table)
-    files = sorted(path.glob("part-*.parquet"))
-    return pl.scan_parquet(files) if files else None
+        return pl.scan_delta(delta_table(path, version=version))
+    files = [info.uri for info in path.join("part-*.parquet").glob()]
+    return pl.scan_parquet(files, storage_options=library_options(path)) if files else None
 
 
 def _window_preview(lazy: pl.LazyFrame, flow: Dataflow, window: Window) -> dg.MetadataValue | None:

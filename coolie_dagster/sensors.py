@@ -1,7 +1,7 @@
 """Sensors: launch dataflows when their files arrive; raise an alert when a run fails.
 
 The file-arrival sensor's cursor is the JSON map ``{path: [size, mtime_ns]}`` of the files it has
-seen. A new or changed file launches the dataflows reading it, once: the run key carries a
+seen (object-store files: ``{uri: [size, etag, last_modified]}``, from listing the bucket). A new or changed file launches the dataflows reading it, once: the run key carries a
 fingerprint of those files, and Dagster never launches a run key twice. The first evaluation (no
 cursor yet) sees every existing file as new and launches the watched dataflows once; their
 watermarks make that run cheap.
@@ -12,7 +12,6 @@ environment and no webhook URL; passwords inside URLs in error messages are mask
 """
 
 import datetime as dt
-import glob
 import hashlib
 import json
 import logging
@@ -29,8 +28,9 @@ from typing import Any
 import dagster as dg
 
 from coolie_core.catalog import LoadedCatalog
-from coolie_core.locations import source_location
+from coolie_core.locations import source_storage
 from coolie_core.models import FileSource
+from coolie_core.storage import StorageLocation
 from coolie_dagster.automation import sensor_status
 from coolie_dagster.translator import CoolieTranslator
 
@@ -58,20 +58,19 @@ _SHARD_TAGS = ("coolie/job_num", "coolie/job_index")
 
 
 def _scan(
-    patterns: Mapping[str, list[dg.AssetKey]],
-) -> tuple[dict[str, list[int]], dict[str, set[dg.AssetKey]]]:
-    """The files matching the patterns now, with ``[size, mtime_ns]``, and the assets reading each."""
-    seen: dict[str, list[int]] = {}
+    patterns: Mapping[StorageLocation, list[dg.AssetKey]],
+) -> tuple[dict[str, list[Any]], dict[str, set[dg.AssetKey]]]:
+    """The files matching the patterns now, with ``[size, mtime_ns]`` (object stores:
+    ``[size, ETag, last modified]``, listing the bucket), and the assets reading each."""
+    seen: dict[str, list[Any]] = {}
     readers: dict[str, set[dg.AssetKey]] = defaultdict(set)
     for pattern, keys in patterns.items():
-        for path in glob.glob(pattern, recursive=True):
-            try:
-                stat = os.stat(path)
-            except OSError:  # removed between glob and stat
-                continue
-            if os.path.isfile(path):
-                seen[path] = [stat.st_size, stat.st_mtime_ns]
-                readers[path].update(keys)
+        for info in pattern.glob():
+            if info.modified_ns is not None:
+                seen[info.uri] = [info.size, info.modified_ns]
+            else:
+                seen[info.uri] = [info.size, info.etag, info.last_modified.isoformat()]
+            readers[info.uri].update(keys)
     return seen, readers
 
 
@@ -89,12 +88,12 @@ def build_file_arrival_sensor(
     """
     translator = translator or CoolieTranslator()
     catalog = loaded.catalog
-    patterns: dict[str, list[dg.AssetKey]] = defaultdict(list)
+    patterns: dict[StorageLocation, list[dg.AssetKey]] = defaultdict(list)
     for flow in catalog.dataflows:
         if flow.enabled and isinstance(flow.source, FileSource) and flow.partitions is None:
-            location = source_location(catalog, flow)
+            location = source_storage(catalog, flow)
             assert location is not None  # a file source always has one
-            patterns[str(location)].append(translator.get_asset_key(flow))
+            patterns[location].append(translator.get_asset_key(flow))
     if not patterns:
         return None
     targets = sorted({k for keys in patterns.values() for k in keys}, key=lambda k: k.to_user_string())

@@ -349,7 +349,9 @@ class SparkEngine:
         # Input order matters downstream (latest row per key, SCD2 ties): to_polars restores it.
         return to_polars(sdf, target, where=f"dataflow {flow.name}")
 
-    def read_window(self, catalog: Catalog, flow: Dataflow, *, window: Window) -> pl.DataFrame | DistributedRows:
+    def read_window(
+        self, catalog: Catalog, flow: Dataflow, *, window: Window
+    ) -> pl.DataFrame | DistributedRows:
         """The rows of a window run, ready to replace the window (a merge's latest row per key
         without the change feed's deletes, as :func:`coolie_core.replay.prepare_window_rows`).
 

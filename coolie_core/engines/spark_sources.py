@@ -28,9 +28,10 @@ from coolie_core.engines.spark_types import ORDER, arrow_for_spark, spark_errors
 from coolie_core.errors import SourceError, TransientError
 from coolie_core.io.source_files import source_files
 from coolie_core.io.sources import SqlBound, read_source
-from coolie_core.locations import source_location
+from coolie_core.locations import source_storage
 from coolie_core.models import Catalog, Dataflow, DeltaSource, FileSource
 from coolie_core.reading import collect
+from coolie_core.storage.spark import local_for_spark
 
 __all__ = ["SparkSource", "read_spark_source"]
 
@@ -228,13 +229,15 @@ def read_spark_source(
     source = flow.source
     where = f"dataflow {flow.name}"
     if isinstance(source, FileSource) and source.format != "json":
-        location = source_location(catalog, flow)
-        assert location is not None
-        files = source_files(source, location, dataflow=flow.name)  # empty files hold no rows
+        storage = source_storage(catalog, flow)
+        assert storage is not None
+        local_for_spark(storage, dataflow=flow.name, role="source")  # a clear error for a bucket
+        files = source_files(source, storage, dataflow=flow.name)  # empty files hold no rows
         reader: Callable[[], SparkSource] = partial(_read_files, spark, source, files, dataflow=flow.name)
     elif isinstance(source, DeltaSource):
-        location = source_location(catalog, flow)
-        assert location is not None
+        storage = source_storage(catalog, flow)
+        assert storage is not None
+        location = local_for_spark(storage, dataflow=flow.name, role="source")
         if not (location / "_delta_log").is_dir():
             raise SourceError(
                 f"dataflow {flow.name}: source Delta table {location} does not exist (has its producer run?)"

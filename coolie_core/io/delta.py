@@ -7,9 +7,9 @@ watermark land together or not at all.
 
 import datetime as dt
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +18,13 @@ import polars as pl
 from coolie_core.errors import DataError, TransientError, WriteError
 from coolie_core.faults import fault_point
 from coolie_core.models import DestinationSpec
+from coolie_core.storage import (
+    StorageLocation,
+    as_location,
+    delta_table,
+    delta_table_exists,
+    table_options,
+)
 from coolie_core.transforms import cdc_deleted, latest_per_key
 from coolie_core.watermarks import (
     ACCOUNTS_KEY,
@@ -96,16 +103,6 @@ class WriteResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def delta_table_exists(path: str | Path) -> bool:
-    """Whether ``path`` holds a Delta table: a ``_delta_log`` with a commit or checkpoint in it.
-
-    A process killed while creating the table can leave the log folder with only a temporary
-    commit file: that is no table yet, and the next write creates it.
-    """
-    log = Path(path) / "_delta_log"
-    return log.is_dir() and any(entry.name[:1].isdigit() for entry in log.iterdir())
-
-
 def quote(column: str) -> str:
     """Quote a column name for delta-rs SQL predicates."""
     return '"' + column.replace('"', '""') + '"'
@@ -154,7 +151,7 @@ def _dedup_keys(
     return latest_per_key(frame.lazy(), keys, order).collect()
 
 
-def _wrap_errors(exc: Exception, *, dataflow: str, table: Path) -> Exception:
+def _wrap_errors(exc: Exception, *, dataflow: str, table: "StorageLocation | os.PathLike[str]") -> Exception:
     from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
 
     if isinstance(exc, CommitFailedError):
@@ -168,11 +165,10 @@ def _wrap_errors(exc: Exception, *, dataflow: str, table: Path) -> Exception:
     return exc
 
 
-def _snapshot(path: Path, info: CommitInfo) -> Any:
+def _snapshot(where: "StorageLocation | os.PathLike[str]", info: CommitInfo) -> Any:
     """The table a batch is written against; a batch another run committed meanwhile is a conflict."""
-    from deltalake import DeltaTable
-
-    table = DeltaTable(str(path))
+    path = as_location(where)
+    table = delta_table(path)
     if info.batch is not None and (table.transaction_version(app_id(info.dataflow)) or 0) >= info.batch:
         raise TransientError(
             f"dataflow {info.dataflow}: batch {info.batch} was committed to {path} by another run meanwhile"
@@ -181,7 +177,7 @@ def _snapshot(path: Path, info: CommitInfo) -> Any:
 
 
 def write_delta(
-    path: Path,
+    where: "StorageLocation | str | os.PathLike[str]",
     frame: pl.DataFrame,
     *,
     destination: DestinationSpec,
@@ -195,7 +191,7 @@ def write_delta(
     """Write ``frame`` with the destination's load strategy in one commit.
 
     Args:
-        path: the table folder.
+        where: the table's location (a local folder or an object-store URI).
         frame: rows to write (already transformed, with system columns).
         destination: the dataflow's destination spec.
         info: commit metadata (watermark, batch, window).
@@ -205,17 +201,20 @@ def write_delta(
         window_timezone: the partitions' timezone (date columns compare with local dates).
         evolve_schema: add the frame's new columns to the table (schema drift policy ``evolve``).
     """
-    from deltalake import DeltaTable, write_deltalake
+    from deltalake import write_deltalake
 
     from coolie_core.io.scd2 import write_scd2
 
+    path = as_location(where)
     load = destination.load
     partition_by = destination.partition_by or None
     exists = delta_table_exists(path)
     # Write against the snapshot the batch was checked on: a run of the same dataflow committing
     # meanwhile makes this commit conflict instead of landing the batch twice.
     snapshot = _snapshot(path, info) if exists else None
-    target: Any = str(path) if snapshot is None else snapshot
+    target: Any = path.uri if snapshot is None else snapshot
+    # A table object carries its store; a new table needs the location's options.
+    options = table_options(path) if snapshot is None else {}
 
     def append(data: pl.DataFrame) -> WriteResult:
         """Append (creating the table on first write) in one commit."""
@@ -227,8 +226,9 @@ def write_delta(
             partition_by=partition_by,
             schema_mode="merge" if evolve_schema else None,
             commit_properties=info.properties(),
+            **options,
         )
-        return WriteResult(data.height, DeltaTable(str(path)).version())
+        return WriteResult(data.height, delta_table(path).version())
 
     try:
         if load == "scd2":
@@ -263,8 +263,9 @@ def write_delta(
                 schema_mode="overwrite",
                 partition_by=partition_by,
                 commit_properties=info.properties(),
+                **options,
             )
-            return WriteResult(frame.height, DeltaTable(str(path)).version())
+            return WriteResult(frame.height, delta_table(path).version())
         if load == "replace_window":
             assert window_column is not None
             dtype = frame.schema.get(window_column)
@@ -283,8 +284,9 @@ def write_delta(
                 predicate=predicate,
                 schema_mode="merge" if evolve_schema else None,
                 commit_properties=info.properties(),
+                **options,
             )
-            return WriteResult(frame.height, DeltaTable(str(path)).version())
+            return WriteResult(frame.height, delta_table(path).version())
         # merge into an existing table
         keys = destination.merge_keys
         data = _dedup_keys(
@@ -330,14 +332,15 @@ def _note_written(info: CommitInfo, rows: int) -> None:
         info.accounts["rows_written"] = rows
 
 
-def commit_empty(path: Path, *, info: CommitInfo) -> int:
+def commit_empty(where: "StorageLocation | str | os.PathLike[str]", *, info: CommitInfo) -> int:
     """Commit a batch that writes no rows (its watermark, source and accounting); the version.
 
     A batch whose rows were all filtered, late or quarantined still moves the dataflow on, so
     the next run neither reads nor reports those rows again. ``path`` must hold a table.
     """
-    from deltalake import DeltaTable, write_deltalake
+    from deltalake import write_deltalake
 
+    path = as_location(where)
     _note_written(info, 0)
     table = _snapshot(path, info)
     from arro3.core import Table  # delta-rs' Arrow library: no pandas import, unlike pyarrow
@@ -350,12 +353,12 @@ def commit_empty(path: Path, *, info: CommitInfo) -> int:
         if wrapped is exc:
             raise
         raise wrapped from exc
-    version: int = DeltaTable(str(path)).version()
+    version: int = delta_table(path).version()
     return version
 
 
 def write_delta_batches(
-    path: Path,
+    where: "StorageLocation | str | os.PathLike[str]",
     batches: Any,
     *,
     destination: DestinationSpec,
@@ -369,22 +372,24 @@ def write_delta_batches(
     metadata, snapshot check and error mapping as :func:`write_delta`; used for
     ``append``/``overwrite`` only (the other loads need the whole frame).
     """
-    from deltalake import DeltaTable, write_deltalake
+    from deltalake import write_deltalake
 
+    path = as_location(where)
     load = destination.load
     if load not in ("append", "overwrite"):
         raise ValueError(f"write_delta_batches writes append and overwrite loads, not {load}")
     snapshot = _snapshot(path, info) if delta_table_exists(path) else None
     try:
         write_deltalake(
-            str(path) if snapshot is None else snapshot,
+            path.uri if snapshot is None else snapshot,
             batches,
             mode=load,
             partition_by=destination.partition_by or None,
             schema_mode="overwrite" if load == "overwrite" else "merge" if evolve_schema else None,
             commit_properties=info.properties(),
+            **(table_options(path) if snapshot is None else {}),
         )
-        version: int = DeltaTable(str(path)).version()
+        version: int = delta_table(path).version()
         return version
     except (DataError, WriteError, TransientError):
         raise

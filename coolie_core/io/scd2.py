@@ -15,7 +15,6 @@ Rules, per business key:
 All of it — closing old versions, corrections and inserts — is one MERGE, so one commit.
 """
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -24,6 +23,7 @@ from coolie_core.errors import DataError
 from coolie_core.faults import fault_point
 from coolie_core.io.delta import WriteResult, delta_table_exists, quote
 from coolie_core.models import DestinationSpec
+from coolie_core.storage import StorageLocation, delta_table, library_options, table_options
 from coolie_core.transforms import LOADED_AT, SYSTEM_COLUMNS
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def _changed(columns: list[str], left_suffix: str = "", right_suffix: str = "__p
 
 
 def write_scd2(
-    path: Path,
+    path: StorageLocation,
     frame: pl.DataFrame,
     *,
     destination: DestinationSpec,
@@ -73,7 +73,7 @@ def write_scd2(
     the current versions count as null in them. ``snapshot``: the ``DeltaTable`` to read the
     current versions from and commit against (a commit by someone else since then conflicts).
     """
-    from deltalake import DeltaTable, write_deltalake
+    from deltalake import write_deltalake
 
     spec = destination.scd2
     keys = destination.merge_keys
@@ -104,19 +104,20 @@ def write_scd2(
         if info.accounts is not None:
             info.accounts["rows_written"] = out.height
         write_deltalake(
-            str(path),
+            path.uri,
             out.to_arrow(),
             mode="append",
             partition_by=destination.partition_by or None,
             schema_mode="merge" if evolve_schema else None,
             commit_properties=info.properties(),
+            **table_options(path),
         )
-        return WriteResult(out.height, DeltaTable(str(path)).version())
+        return WriteResult(out.height, delta_table(path).version())
 
-    table = snapshot if snapshot is not None else DeltaTable(str(path))
+    table = snapshot if snapshot is not None else delta_table(path)
     stored = set(table.schema().to_arrow().names)
     current = (
-        pl.scan_delta(str(path), version=table.version())
+        pl.scan_delta(path.uri, version=table.version(), storage_options=library_options(path))
         .filter(pl.col(cur))
         .join(batch.select(keys).unique().lazy(), on=keys, how="semi")
         .select([*keys, *(c for c in tracked if c in stored), vf])

@@ -7,31 +7,48 @@ errors for a file it cannot parse name no file: :func:`name_failed_file` finds i
 """
 
 import functools
-import glob
+import io
 import json
-import os
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from coolie_core.errors import SourceError
-from coolie_core.locations import source_location
+from coolie_core.errors import SourceError, StorageError
+from coolie_core.locations import source_storage
 from coolie_core.models import Catalog, Dataflow, FileSource
+from coolie_core.storage import ObjectInfo, StorageLocation, as_location, library_options
 
-__all__ = ["empty_source", "file_paths", "is_empty_file", "name_failed_file", "read_files", "source_files"]
+__all__ = [
+    "empty_source",
+    "file_infos",
+    "file_paths",
+    "is_empty_file",
+    "name_failed_file",
+    "read_files",
+    "source_files",
+]
 
 
-def file_paths(pattern: Path, *, dataflow: str) -> list[str]:
-    """Every file the glob matches, sorted.
+def file_infos(pattern: "StorageLocation | Path", *, dataflow: str) -> list[ObjectInfo]:
+    """Every file the glob matches (local or in an object store), sorted, with size and version.
 
     Raises:
         SourceError: no file matches.
     """
-    paths = sorted(glob.glob(str(pattern), recursive=True))
-    files = [p for p in paths if os.path.isfile(p)]
+    files = as_location(pattern).glob()
     if not files:
         raise SourceError(f"dataflow {dataflow}: no source files match {pattern}")
     return files
+
+
+def file_paths(pattern: "StorageLocation | Path", *, dataflow: str) -> list[str]:
+    """Every file (path or URI) the glob matches, sorted.
+
+    Raises:
+        SourceError: no file matches.
+    """
+    return [info.uri for info in file_infos(pattern, dataflow=dataflow)]
 
 
 _PROBE_BYTES = 64 * 1024
@@ -39,13 +56,13 @@ _PROBE_BYTES = 64 * 1024
 
 
 @functools.lru_cache(maxsize=4096)
-def _holds_no_rows(path: str, size: int, mtime_ns: int, fmt: str, options: str) -> bool:
-    """Whether a file of ``size`` bytes holds no rows (cached per path, size and mtime)."""
+def _holds_no_rows(file: StorageLocation, size: int, version: str, fmt: str, options: str) -> bool:
+    """Whether a file of ``size`` bytes holds no rows (cached per file, size and version)."""
     if size == 0:
         return True
     if fmt == "parquet" or size > _PROBE_BYTES:
         return False  # a parquet file with zero rows reads fine; its footer carries the schema
-    text = Path(path).read_bytes().strip()
+    text = (file.path.read_bytes() if file.is_local else file.read_bytes()).strip()
     if not text or (fmt == "json" and text == b"[]"):
         return True
     if fmt != "csv":
@@ -60,32 +77,35 @@ def _holds_no_rows(path: str, size: int, mtime_ns: int, fmt: str, options: str) 
     if lines > allowed and not kwargs.get("comment_prefix"):
         return False
     try:
-        return pl.scan_csv(path, **kwargs).head(1).collect().height == 0
+        scan = pl.scan_csv(file.uri, storage_options=library_options(file), **kwargs)
+        return scan.head(1).collect().height == 0
     except pl.exceptions.PolarsError:
         return False  # not empty, just broken: reading it reports the error with the file's name
 
 
-def is_empty_file(path: str, source: FileSource) -> bool:
+def is_empty_file(file: ObjectInfo, source: FileSource, *, location: StorageLocation) -> bool:
     """Whether a source file holds no rows: 0 bytes, only blanks, ``[]`` (json) or a CSV header.
 
     Such a file contributes zero rows to a batch instead of failing it. A parquet file with zero
-    rows is read as it is (it has a schema).
+    rows is read as it is (it has a schema). ``location``: the source glob it was listed from
+    (its storage options reach the file).
     """
-    stat = os.stat(path)
     options = json.dumps(source.options, sort_keys=True, default=str)
-    return _holds_no_rows(path, stat.st_size, stat.st_mtime_ns, source.format, options)
+    where = StorageLocation.parse(file.uri, storage_options=dict(location.options))
+    version = str(file.modified_ns) if file.modified_ns is not None else f"{file.etag}\0{file.last_modified}"
+    return _holds_no_rows(where, file.size, version, source.format, options)
 
 
-def source_files(source: FileSource, pattern: Path, *, dataflow: str) -> list[str]:
+def source_files(source: FileSource, pattern: StorageLocation, *, dataflow: str) -> list[str]:
     """The files of a source glob that hold rows.
 
     Raises:
         SourceError: no file matches, or every file that matches is empty.
     """
-    files = file_paths(pattern, dataflow=dataflow)
-    filled = [f for f in files if not is_empty_file(f, source)]
+    files = file_infos(pattern, dataflow=dataflow)
+    filled = [f.uri for f in files if not is_empty_file(f, source, location=pattern)]
     if not filled:
-        raise SourceError(f"dataflow {dataflow}: {_all_empty(files)}")
+        raise SourceError(f"dataflow {dataflow}: {_all_empty([f.uri for f in files])}")
     return filled
 
 
@@ -104,34 +124,34 @@ def empty_source(catalog: Catalog, flow: Dataflow) -> str | None:
     if not isinstance(source, FileSource):
         return None
     try:
-        location = source_location(catalog, flow)
+        location = source_storage(catalog, flow)
         assert location is not None
-        files = file_paths(location, dataflow=flow.name)
-    except (SourceError, ValueError):  # reading the source reports these, located
+        files = file_infos(location, dataflow=flow.name)
+    except (SourceError, ValueError, StorageError):  # reading the source reports these, located
         return None
     try:
-        if any(not is_empty_file(f, source) for f in files):
+        if any(not is_empty_file(f, source, location=location) for f in files):
             return None
-    except OSError:  # a file vanished or is unreadable: reading the source reports it
+    except (OSError, StorageError):  # a file vanished or is unreadable: reading the source reports it
         return None
-    return _all_empty(files)
+    return _all_empty([f.uri for f in files])
 
 
-def read_files(source: FileSource, pattern: Path, *, dataflow: str) -> pl.LazyFrame:
+def read_files(source: FileSource, pattern: StorageLocation, *, dataflow: str) -> pl.LazyFrame:
     """The rows of the glob's files that hold rows, scanned lazily (plain JSON read whole)."""
     files = source_files(source, pattern, dataflow=dataflow)
     options = dict(source.options)
     if source.format == "parquet":
-        return pl.scan_parquet(files, **options)
+        return pl.scan_parquet(files, **_scan_options(options, pattern))
     if source.format == "csv":
-        return pl.scan_csv(files, **options)
+        return pl.scan_csv(files, **_scan_options(options, pattern))
     if source.format == "jsonl":
-        return pl.scan_ndjson(files, **options)
+        return pl.scan_ndjson(files, **_scan_options(options, pattern))
     # Plain JSON (an array of objects) has no lazy scanner; read each file.
     frames = []
     for file in files:
         try:
-            frames.append(pl.read_json(file, **options))
+            frames.append(pl.read_json(_json_input(file, pattern), **options))
         except pl.exceptions.PolarsError as exc:
             raise SourceError(
                 f"dataflow {dataflow}: cannot read source file {file}: {_first_line(exc)}"
@@ -148,16 +168,29 @@ _READ_ERRORS = (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.except
 """What polars raises for a file it cannot parse (corrupt parquet, a bad CSV row, broken JSON)."""
 
 
-def _read_whole(path: str, source: FileSource) -> None:
+def _scan_options(options: dict[str, Any], location: StorageLocation) -> dict[str, Any]:
+    """The source's options plus the store and credentials its files were listed with."""
+    store = library_options(location)
+    return options if store is None else {**options, "storage_options": store}
+
+
+def _json_input(file: str, location: StorageLocation) -> Any:
+    """What ``pl.read_json`` reads (it takes no storage options): a path, or an object's bytes."""
+    if location.is_local:
+        return file
+    return io.BytesIO(StorageLocation.parse(file, storage_options=dict(location.options)).read_bytes())
+
+
+def _read_whole(path: str, source: FileSource, location: StorageLocation) -> None:
     options = dict(source.options)
     if source.format == "parquet":
-        pl.scan_parquet(path, **options).collect()
+        pl.scan_parquet(path, **_scan_options(options, location)).collect()
     elif source.format == "csv":
-        pl.scan_csv(path, **options).collect()
+        pl.scan_csv(path, **_scan_options(options, location)).collect()
     elif source.format == "jsonl":
-        pl.scan_ndjson(path, **options).collect()
+        pl.scan_ndjson(path, **_scan_options(options, location)).collect()
     else:
-        pl.read_json(path, **options)
+        pl.read_json(_json_input(path, location), **options)
 
 
 def name_failed_file(catalog: Catalog, flow: Dataflow, exc: BaseException) -> BaseException:
@@ -173,16 +206,17 @@ def name_failed_file(catalog: Catalog, flow: Dataflow, exc: BaseException) -> Ba
     if not isinstance(cause, _READ_ERRORS) or not isinstance(source, FileSource):
         return exc
     try:
-        location = source_location(catalog, flow)
+        location = source_storage(catalog, flow)
         assert location is not None
-        files = file_paths(location, dataflow=flow.name)
-    except (SourceError, OSError, ValueError):
+        files = file_infos(location, dataflow=flow.name)
+    except (SourceError, OSError, ValueError, StorageError):
         return exc
-    for file in files:
-        if is_empty_file(file, source):
+    for info in files:
+        if is_empty_file(info, source, location=location):
             continue
+        file = info.uri
         try:
-            _read_whole(file, source)
+            _read_whole(file, source, location)
         except _READ_ERRORS as failed:
             error = SourceError(
                 f"dataflow {flow.name}: cannot read source file {file}: {_first_line(failed)}"

@@ -5,12 +5,10 @@ filter, watermark, window) reach the scan. SQL sources get watermark and window 
 parameters in the query, never formatted into its text.
 """
 
-import glob
 import hashlib
 import importlib
 import importlib.util
 import inspect
-import os
 import re
 import sys
 import threading
@@ -24,14 +22,21 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 
-from coolie_core.errors import CoolieError, DataError, PermanentSourceError, SourceError, TransientError
+from coolie_core.errors import (
+    CoolieError,
+    DataError,
+    PermanentSourceError,
+    SourceError,
+    StorageError,
+    TransientError,
+)
 from coolie_core.io.source_files import (
     empty_source,
     is_empty_file,
     name_failed_file,
     read_files,
 )
-from coolie_core.locations import expand_env, source_location
+from coolie_core.locations import expand_env, source_storage
 from coolie_core.models import (
     Catalog,
     Dataflow,
@@ -42,6 +47,7 @@ from coolie_core.models import (
     SqlConnection,
     SqlSource,
 )
+from coolie_core.storage import delta_table, delta_table_exists, library_options
 from coolie_core.transforms import sql_expr
 
 if TYPE_CHECKING:
@@ -264,17 +270,17 @@ def read_source(
     source = flow.source
     try:
         if isinstance(source, FileSource):
-            location = source_location(catalog, flow)
+            location = source_storage(catalog, flow)
             assert location is not None
             lf = read_files(source, location, dataflow=flow.name)
         elif isinstance(source, DeltaSource):
-            location = source_location(catalog, flow)
+            location = source_storage(catalog, flow)
             assert location is not None
-            if not (location / "_delta_log").is_dir():
+            if not delta_table_exists(location):
                 raise SourceError(
                     f"dataflow {flow.name}: source Delta table {location} does not exist (has its producer run?)"
                 )
-            lf = pl.scan_delta(str(location))
+            lf = pl.scan_delta(location.uri, storage_options=library_options(location))
         elif isinstance(source, SqlSource):
             connection = catalog.connections[source.connection]
             assert isinstance(connection, SqlConnection)
@@ -285,6 +291,8 @@ def read_source(
             lf = _read_python(source, connection, dataflow=flow.name, context=context or {})
     except (SourceError, TransientError):
         raise
+    except StorageError as exc:  # a missing bucket, refused credentials: named by URI
+        raise SourceError(f"dataflow {flow.name}: cannot read source: {exc}") from exc
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         raise SourceError(f"dataflow {flow.name}: cannot read source: {exc}") from exc
     except OSError as exc:
@@ -297,26 +305,27 @@ def read_source(
 def fingerprint_source(catalog: Catalog, flow: Dataflow) -> str | None:
     """A cheap fingerprint of what the source holds now, or None when it cannot be known.
 
-    Files: names, sizes and modification times. Delta: the table version. SQL and python
-    sources have none (they always run).
+    Files: names, sizes and modification times (object stores: and ETags). Delta: the table
+    version. SQL and python sources have none (they always run).
     """
     source = flow.source
     if isinstance(source, FileSource):
-        location = source_location(catalog, flow)
+        location = source_storage(catalog, flow)
         assert location is not None
         digest = hashlib.sha256()
-        for path in sorted(glob.glob(str(location), recursive=True)):
-            if os.path.isfile(path):
-                stat = os.stat(path)
-                digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        for info in location.glob():
+            if info.modified_ns is not None:  # local files: as before the storage seam
+                digest.update(f"{info.uri}\0{info.size}\0{info.modified_ns}\n".encode())
+            else:
+                digest.update(f"{info.fingerprint}\n".encode())
         return "files:" + digest.hexdigest()[:32]
     if isinstance(source, DeltaSource):
-        from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
-        location = source_location(catalog, flow)
+        location = source_storage(catalog, flow)
+        assert location is not None
         try:
-            return f"delta:{DeltaTable(str(location)).version()}"
+            return f"delta:{delta_table(location).version()}"
         except TableNotFoundError:
             return None
     return None

@@ -19,10 +19,8 @@ check, fault points and error messages.
 """
 
 import datetime as dt
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -41,6 +39,7 @@ from coolie_core.reading import (
     split_marked,
     tally_counts,
 )
+from coolie_core.storage import StorageLocation
 from coolie_core.transforms import DROPPED, add_system_columns
 from coolie_core.watermarks import StoredWatermark, Watermark, max_watermark
 
@@ -117,7 +116,7 @@ def stream_dataflow(
     catalog: Catalog,
     flow: Dataflow,
     *,
-    dest: Path,
+    dest: StorageLocation,
     state: StoredWatermark,
     run_id: str,
     source: str | None,
@@ -203,7 +202,8 @@ def stream_dataflow(
             raise
 
     fault_point("before_commit", flow.name)
-    created = not dest.exists()
+    # On disk an empty folder counts as existing (it is not ours to remove); stores have none.
+    created = not (dest.path.exists() if dest.is_local else dest.exists())
     try:
         version = write_delta_batches(
             dest,
@@ -213,9 +213,9 @@ def stream_dataflow(
             evolve_schema=drift.evolve,
         )
     except Exception as exc:
-        if created and not (dest / "_delta_log").exists():
+        if created and not dest.join("_delta_log").exists():
             # A first write that failed mid-stream leaves its data files and no table: remove them.
-            shutil.rmtree(dest, ignore_errors=True)
+            dest.delete_prefix()
         cause = failures[0] if failures else None
         if isinstance(cause, DATA_ERRORS):
             raise as_data_error(cause, dataflow=flow.name) from cause

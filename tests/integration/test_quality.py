@@ -250,7 +250,7 @@ def test_evolve_adds_the_new_columns(tmp_path: Path, write_catalog: Any, load: s
     if load in ("merge", "scd2"):
         flow["destination"]["merge_keys"] = ["id"]
     if load == "replace_window":
-        flow["partitions"] = {"column": "id", "every": "integer", "step": 10, "start": 0}
+        flow["partitions"] = {"column": "id", "every": "integer", "step": 10, "start": 0, "end": 100}
         flow["transforms"] = [{"kind": "cast", "columns": {"id": "int64"}}]
     _, outcome = load_then_change(tmp_path, write_catalog, "id,amount,colour\n2,2.5,red\n", **flow)
     result = outcome.result("orders")
