@@ -159,6 +159,7 @@ def sql_url(template: str) -> "URL":
         KeyError: a referenced variable is unset (the message names the variable).
         ValueError: the result is no SQLAlchemy URL (the message holds no part of it).
 
+    >>> import os
     >>> os.environ["COOLIE_DOC_PW"] = "p@ss/w:rd"
     >>> url = sql_url("postgresql://etl:${COOLIE_DOC_PW}@db/erp")
     >>> url.password, url.host, url.render_as_string()
