@@ -42,8 +42,10 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Both cores: the suite is mostly processes waiting on processes (coolie, dagster, Spark, servers).
+PYTEST_WORKERS ?= 2
 pytest: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
 
 test: lint typecheck pytest
 

@@ -3,10 +3,11 @@
 ``orders(n)`` is an order table spread over 2024 (ten columns: integers, floats, strings, a
 date and two UTC timestamps). From it, per row count, in ``<root>/<n>/``:
 
-* ``orders.parquet`` / ``orders.csv`` — the append sources;
+* ``orders.parquet`` / ``orders.csv`` / ``orders.jsonl`` — the append sources;
 * ``changes.parquet`` — 10% of the rows (every tenth id) with a new amount, status and
   ``updated_at``: the merge source;
 * ``june.parquet`` — June 2024's rows, re-priced: the replace_window source;
+* ``next.parquet`` — N/10 new orders (new ids) a year later: an incremental source's next file;
 * ``base/`` and ``base_sys/`` — the orders as a Delta table, without and with coolie's system
   columns, which the merge and replace_window cases copy before they write into it.
 
@@ -96,12 +97,23 @@ def june(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def next_orders(n: int) -> pl.DataFrame:
+    """``n // 10`` new orders (ids from ``n``), a year after :func:`orders`: the next batch."""
+    year = pl.duration(days=367)  # after every first-batch row: none of them is late
+    return orders(max(1, n // 10), seed=SEED + 1).with_columns(
+        pl.col("id") + n,
+        pl.col("order_ts") + year,
+        (pl.col("order_ts") + year).dt.date().alias("order_date"),
+        pl.col("updated_at") + year,
+    )
+
+
 def prepare(root: Path, n: int) -> Path:
     """Write (once) every input of the throughput cases for ``n`` rows; returns its folder."""
     from deltalake import write_deltalake
 
     folder = root / str(n)
-    done = folder / ".complete"
+    done = folder / ".complete-v2"  # v2: jsonl and next.parquet added
     if done.exists():
         return folder
     if folder.exists():
@@ -110,6 +122,8 @@ def prepare(root: Path, n: int) -> Path:
     frame = orders(n)
     frame.write_parquet(folder / "orders.parquet")
     frame.write_csv(folder / "orders.csv")
+    frame.write_ndjson(folder / "orders.jsonl")
+    next_orders(n).write_parquet(folder / "next.parquet")
     changes(frame).write_parquet(folder / "changes.parquet")
     june(frame).write_parquet(folder / "june.parquet")
     write_deltalake(str(folder / "base"), frame.to_arrow(), mode="overwrite")

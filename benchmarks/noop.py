@@ -1,10 +1,16 @@
 """No-op incremental runs and watermark lookups: ``python -m benchmarks.noop {setup,run,lookup} ...``.
 
-* ``setup WORK N`` — N dataflows, each appending its own small parquet file to its own Delta
-  table by watermark; runs them once (the first load) and reports that run's time.
+* ``setup WORK N [--source delta]`` — N dataflows, each appending its own small source (a parquet
+  file, or with ``--source delta`` a Delta table: the ``incr_delta`` case) to its own Delta table
+  by watermark; runs them once (the first load) and reports that run's time.
 * ``run WORK [--touch]`` — runs the same catalog again with nothing new: every dataflow is
-  skipped ("source unchanged" by fingerprint). ``--touch`` first bumps every source file's
-  mtime, so every dataflow reads its source and finds "no new rows".
+  skipped ("source unchanged": same file names, sizes and mtimes, or the same Delta source
+  version). ``--touch`` (parquet sources) first bumps every source file's mtime: a touched file is
+  a changed file, so every dataflow reads it, finds its rows all at or below the watermark and
+  records a batch without rows ("nothing to load: N late", a rowless commit carrying the new
+  source fingerprint), so the next run skips it again by fingerprint.
+* ``run WORK --append`` (Delta sources) — one new row lands in every source table first: each
+  dataflow loads a one-row next batch (the fixed cost of a real incremental run).
 * ``lookup WORK COMMITS`` — ``read_delta_watermark`` on a table whose log holds COMMITS batches of
   one dataflow (built once), averaged over repeated lookups: the cost must not grow with the log.
 """
@@ -24,18 +30,24 @@ from benchmarks.measure import emit
 RUN_ID = "20250101T000000-noop0000"
 
 
-def _catalog(work: Path, n: int) -> dict[str, object]:
+def _catalog(work: Path, n: int, *, source: str) -> dict[str, object]:
+    def spec(i: int) -> dict[str, str]:
+        if source == "delta":
+            return {"format": "delta", "connection": "raw_lake", "table": f"s{i}"}
+        return {"format": "parquet", "connection": "raw", "path": f"f{i}.parquet"}
+
     return {
         "version": 1,
         "defaults": {"max_workers": 4},
         "connections": {
             "raw": {"kind": "files", "path": str(work / "raw")},
+            "raw_lake": {"kind": "delta", "path": str(work / "raw_lake")},
             "lake": {"kind": "delta", "path": str(work / "lake")},
         },
         "dataflows": [
             {
                 "name": f"f{i}",
-                "source": {"format": "parquet", "connection": "raw", "path": f"f{i}.parquet"},
+                "source": spec(i),
                 "destination": {"connection": "lake", "table": f"t{i}", "load": "append"},
                 "watermark_columns": ["updated_at"],
             }
@@ -66,30 +78,40 @@ def _run(work: Path) -> dict[str, object]:
     }
 
 
-def setup(work: Path, n: int) -> dict[str, object]:
+def setup(work: Path, n: int, *, source: str = "parquet") -> dict[str, object]:
     """Write the sources and the catalog, then run the first load."""
     (work / "raw").mkdir(parents=True, exist_ok=True)
     start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     for i in range(n):
-        pl.DataFrame(
+        frame = pl.DataFrame(
             {
                 "id": list(range(10)),
                 "updated_at": [start + dt.timedelta(minutes=i + k) for k in range(10)],
                 "value": [float(i * k) for k in range(10)],
             }
-        ).write_parquet(work / "raw" / f"f{i}.parquet")
-    (work / "catalog.json").write_text(json.dumps(_catalog(work, n)), encoding="utf-8")
+        )
+        if source == "delta":
+            frame.write_delta(work / "raw_lake" / f"s{i}")
+        else:
+            frame.write_parquet(work / "raw" / f"f{i}.parquet")
+    (work / "catalog.json").write_text(json.dumps(_catalog(work, n, source=source)), encoding="utf-8")
     import coolie_core.driver  # noqa: F401 - before the clock
 
     return _run(work)
 
 
-def noop(work: Path, *, touch: bool) -> dict[str, object]:
-    """Run again with nothing new (optionally after touching every source file)."""
+def noop(work: Path, *, touch: bool, append: bool = False) -> dict[str, object]:
+    """Run again with nothing new (optionally after touching every source file), or with
+    ``append`` after one new row landed in every Delta source (a one-row next batch each)."""
     if touch:
         now = time.time()
         for file in (work / "raw").glob("*.parquet"):
             os.utime(file, (now, now))
+    if append:
+        later = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+        for table in sorted((work / "raw_lake").iterdir()):
+            row = pl.DataFrame({"id": [10], "updated_at": [later], "value": [1.0]})
+            row.write_delta(table, mode="append")
     import coolie_core.driver  # noqa: F401 - before the clock
 
     return _run(work)
@@ -133,17 +155,19 @@ def main(argv: list[str] | None = None) -> None:
     p_setup = sub.add_parser("setup")
     p_setup.add_argument("work", type=Path)
     p_setup.add_argument("n", type=int)
+    p_setup.add_argument("--source", choices=("parquet", "delta"), default="parquet")
     p_run = sub.add_parser("run")
     p_run.add_argument("work", type=Path)
     p_run.add_argument("--touch", action="store_true")
+    p_run.add_argument("--append", action="store_true", help="one new row in every Delta source first")
     p_lookup = sub.add_parser("lookup")
     p_lookup.add_argument("work", type=Path)
     p_lookup.add_argument("commits", type=int)
     args = parser.parse_args(argv)
     if args.command == "setup":
-        emit(setup(args.work, args.n))
+        emit(setup(args.work, args.n, source=args.source))
     elif args.command == "run":
-        emit(noop(args.work, touch=args.touch))
+        emit(noop(args.work, touch=args.touch, append=args.append))
     else:
         emit(lookup(args.work, args.commits))
 

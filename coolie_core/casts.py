@@ -113,6 +113,9 @@ def cast_expr(
 
     def check(batch: pl.Series) -> pl.Series:
         frame = batch.struct.unnest()
+        raw, converted = frame.get_column("raw"), frame.get_column("value")
+        if converted.null_count() == raw.null_count():
+            return converted  # null only where the text was (null counts are kept: no scan)
         bad = frame.filter(pl.col("raw").is_not_null() & pl.col("value").is_null())
         if bad.height:
             value = bad.get_column("raw").cast(pl.String)[0]

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from coolie_core.errors import CatalogIssue
+from coolie_core.locations import connection_location, join_location
 from coolie_core.models import (
     Catalog,
     Dataflow,
@@ -28,12 +29,12 @@ from coolie_core.models import (
 from coolie_core.storage import StorageLocation
 from coolie_core.windows import irregular_windows, next_boundary, plan_windows
 
-__all__ = ["LineOf", "check_partitions", "check_references"]
+__all__ = ["LineOf", "check_automation", "check_partitions", "check_references"]
 
 
 def _storage(conn: FilesConnection | DeltaConnection) -> StorageLocation:
     """The connection's folder or object-store prefix (paths inside it obey the same rules)."""
-    return StorageLocation.parse(conn.path, storage_options=conn.storage_options)
+    return connection_location(conn)
 
 
 class LineOf(Protocol):
@@ -93,7 +94,7 @@ def check_references(catalog: Catalog, *, origins: dict[str, str], line_of: Line
             )
             if rel is not None and isinstance(conn, FilesConnection | DeltaConnection):
                 try:
-                    _storage(conn).join(rel)
+                    join_location(_storage(conn), rel)
                 except ValueError as exc:
                     issue("source.path" if isinstance(source, FileSource) else "source.table", str(exc))
             if isinstance(conn, PythonConnection) and conn.path is not None and not Path(conn.path).is_file():
@@ -101,6 +102,12 @@ def check_references(catalog: Catalog, *, origins: dict[str, str], line_of: Line
                     "source.connection",
                     f"python connection {source.connection!r} points to a missing file {conn.path}",
                 )
+
+        if isinstance(source, FileSource) and source.incremental and catalog.engine_for(flow) == "spark":
+            issue(
+                "source.incremental",
+                "files: not on the spark engine (its readers scan the whole glob); use engine: polars",
+            )
 
         dest = flow.destination
         dconn = catalog.connections.get(dest.connection)
@@ -118,13 +125,13 @@ def check_references(catalog: Catalog, *, origins: dict[str, str], line_of: Line
         else:
             try:
                 # ``a/..`` resolves to the connection folder itself: no table folder either.
-                if _storage(dconn).join(dest.table) == _storage(dconn).join(""):
+                if join_location(_storage(dconn), dest.table) == join_location(_storage(dconn), ""):
                     issue("destination.table", "must name a table folder inside the connection")
             except ValueError as exc:
                 issue("destination.table", str(exc))
             if flow.quarantine is not None and flow.quarantine.table is not None:
                 try:
-                    _storage(dconn).join(flow.quarantine.table)
+                    join_location(_storage(dconn), flow.quarantine.table)
                 except ValueError as exc:
                     issue("quarantine.table", str(exc))
                 if flow.quarantine.table.strip("/") == dest.table.strip("/"):
@@ -187,5 +194,27 @@ def check_partitions(catalog: Catalog, *, origins: dict[str, str], line_of: Line
         path = ["partitions", field] if field else ["partitions"]
         issues.append(
             CatalogIssue(origins[flow.name], flow.name, ".".join(path), message, line_of(flow.name, path))
+        )
+    return issues
+
+
+def check_automation(catalog: Catalog, *, origins: dict[str, str], line_of: LineOf) -> list[CatalogIssue]:
+    """``on_cron`` (the dataflow's own or inherited from its stage) needs a schedule to tick on."""
+    issues: list[CatalogIssue] = []
+    for flow in catalog.dataflows:
+        stage = catalog.stages.get(flow.stage)
+        rules = flow.automation or (stage.automation if stage else None)
+        if not rules or "on_cron" not in rules or catalog.schedule_for(flow) is not None:
+            continue
+        inherited = "" if flow.automation else f" (from stage {flow.stage}'s automation)"
+        issues.append(
+            CatalogIssue(
+                origins[flow.name],
+                flow.name,
+                "automation",
+                f"on_cron{inherited} needs a schedule: set schedule on the dataflow or on stage "
+                f"{flow.stage}, or drop on_cron",
+                line_of(flow.name, ["automation"] if flow.automation else []),
+            )
         )
     return issues

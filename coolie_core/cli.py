@@ -147,6 +147,13 @@ def plan(
             notes.append(f"{len(keys)} windows: {keys[0]} .. {keys[-1]}" if keys else "no windows yet")
         if row["cross_shard_upstream"]:
             notes.append(f"waits on other shard: {', '.join(row['cross_shard_upstream'])}")  # type: ignore[arg-type]
+        if "pending_files" in row:  # incremental: files
+            pending = row["pending_files"]
+            notes.append(
+                f"{pending} files pending"
+                if pending is not None
+                else f"pending files: {row['pending_error']}"
+            )
         table.add_row(
             str(row["position"]),
             str(row["dataflow"]),
@@ -272,6 +279,11 @@ def run(
 def _quality_note(item: "DataflowResult") -> str:
     """Rows not loaded (quarantined, filtered, late, without watermark) and accepted schema drift."""
     notes = []
+    if item.files and item.files["loaded"]:  # incremental: files
+        shown = ", ".join(item.files["names"][:3]) + (", ..." if item.files["loaded"] > 3 else "")
+        notes.append(f"{item.files['loaded']} files loaded ({shown})")
+        if item.files["pending"]:
+            notes.append(f"{item.files['pending']} files pending")
     if item.rows_rejected:
         notes.append(f"{item.rows_rejected} rows quarantined in {item.quarantine_table}")
     if item.status == "succeeded":  # a skipped run's reason already gives these numbers

@@ -23,7 +23,7 @@ import polars as pl
 
 from coolie_core.catalog import LoadedCatalog
 from coolie_core.drift import SchemaDriftError, reconcile_schema, table_schema
-from coolie_core.engines import engine_for
+from coolie_core.engines import DistributedRows, engine_for
 from coolie_core.errors import CoolieError, DataError
 from coolie_core.executor import TaskEvent, execute
 from coolie_core.faults import fault_point
@@ -32,6 +32,7 @@ from coolie_core.io.delta import CommitInfo, commit_empty, delta_table_exists, w
 from coolie_core.io.parquet import discard_uncommitted, write_parquet_folder
 from coolie_core.io.sources import empty_source, fingerprint_source, name_failed_file
 from coolie_core.io.stream import can_stream, stream_dataflow
+from coolie_core.landing import is_landing, pin_batch, plan_landing
 from coolie_core.locations import destination_storage
 from coolie_core.maintenance import MaintenanceResult, run_maintenance
 from coolie_core.models import Dataflow
@@ -53,6 +54,7 @@ from coolie_core.storage import StorageLocation
 from coolie_core.storage.spark import local_for_spark
 from coolie_core.transforms import add_system_columns
 from coolie_core.watermarks import (
+    FILES_KEY,
     SqliteWatermarkStore,
     StoredWatermark,
     Watermark,
@@ -102,6 +104,8 @@ class DataflowResult:
     quarantine_table: str | None = None
     schema_drift: dict[str, Any] | None = None
     """How the data's columns differed from the table's (see :mod:`coolie_core.drift`)."""
+    files: dict[str, Any] | None = None
+    """``incremental: files``: files loaded (count, first names), reloaded, ignored, pending."""
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-friendly run record."""
@@ -134,6 +138,7 @@ class DataflowResult:
             "rejected_by_rule": self.rejected_by_rule,
             "quarantine_table": self.quarantine_table,
             "schema_drift": self.schema_drift,
+            "files": self.files,
         }
 
 
@@ -443,20 +448,32 @@ class Driver:
         if window is None and self._committed_by_this_run(flow, state):
             # A retry (in this process or a re-executed Dagster step) of a batch that did commit.
             return _committed_result(base, state)
-        fingerprint = fingerprint_source(catalog, flow)
+        # A landing zone (source.incremental: files) loads the files its ledger lacks, whole.
+        landing = (
+            plan_landing(catalog, flow, state=state, dest=dest)
+            if window is None and is_landing(flow)
+            else None
+        )
+        if landing is not None:
+            if flow.quarantine is not None and landing.files:
+                landing = pin_batch(catalog, flow, landing, dest=dest, batch=state.batch + 1)
+            base = replace(base, files=landing.summary())
+            if not landing.files:
+                return replace(base, reason=landing.reason())
+        fingerprint = fingerprint_source(catalog, flow) if landing is None else None
         if window is None and not force and fingerprint is not None and fingerprint == state.source:
             return replace(base, reason=f"source unchanged since batch {state.batch}")
-        if (empty := empty_source(catalog, flow)) is not None:
+        if landing is None and (empty := empty_source(catalog, flow)) is not None:
             return replace(base, reason=empty)
         # Files modified from now on are new data for the next batch (see reading.new_data).
         listed_at = time.time_ns()
-        new = NewData()
+        new = NewData() if landing is None else NewData(landing=landing.files)
         if window is None and wm_before:
             new = new_data(catalog, flow, listed_after=state.listed_at, source=state.source)
 
         # ---- streaming path (coolie_core.io.stream): a polars append/overwrite to Delta goes from
         # the source to the table batch by batch, in one commit, never collected whole.
-        if window is None and can_stream(catalog, flow):
+        if window is None and landing is None and can_stream(catalog, flow):
             streamed = stream_dataflow(
                 catalog, flow, dest=dest, state=state, run_id=self.run_id, source=fingerprint,
                 new=new, listed_at=listed_at,
@@ -493,13 +510,8 @@ class Driver:
             # running it twice leaves the same table. The watermark is neither read nor moved.
             check_window_run(self.loaded, flow)
             distributed = None
-            # An engine with read_window (Spark) may keep a large window on its executors.
-            read_window = getattr(engine, "read_window", None)
-            window_rows = (
-                engine.read_frame(catalog, flow, window=window)
-                if read_window is None
-                else read_window(catalog, flow, window=window)
-            )
+            # An engine may keep a large window on its executors (Spark).
+            window_rows = engine.read_window(catalog, flow, window=window)
             if isinstance(window_rows, pl.DataFrame):
                 rows_read, maxima = window_rows.height, window_rows
                 frame = prepare_window_rows(flow, window_rows)
@@ -512,11 +524,13 @@ class Driver:
         fault_point("after_read", flow.name)
         wm_after = max_watermark(maxima, flow.watermark_columns, wm_before, dataflow=flow.name)
         base = replace(base, rows_read=rows_read, **tally_counts(tally))
-        if rows_read == 0 and window is None:
+        if rows_read == 0 and window is None and landing is None:
             return replace(base, reason="no new rows" if flow.watermark_columns else "source is empty")
         batch = state.batch + 1
         if flow.quarantine is not None:
-            frame, quarantined = self._quarantine(flow, frame, window=window_text, batch=batch)
+            frame, quarantined = self._quarantine(
+                flow, frame, window=window_text, batch=batch, distributed=distributed
+            )
             base = replace(base, **quarantined)
         accounts = None if window is not None else _accounts_of(base)
         info = CommitInfo(
@@ -528,9 +542,14 @@ class Driver:
             source=fingerprint if window is None else None,
             listed_at=listed_at if window is None else None,
             accounts=accounts,
+            extra={} if landing is None else {FILES_KEY: landing.ledger(dest, batch=batch)},
         )
         # Rows to load: a distributed batch counts them without holding them.
-        loadable = frame.height if distributed is None else distributed.height - sum(tally.values())
+        loadable = (
+            frame.height
+            if distributed is None
+            else distributed.height - sum(tally.values()) - base.rows_rejected
+        )
         # A first batch with nothing to load still creates the table (as any first batch does),
         # unless it has no watermark to record.
         creates = is_delta and not delta_table_exists(dest) and destination.load != "overwrite"
@@ -567,7 +586,9 @@ class Driver:
             if distributed is not None:  # Spark tasks write Parquet; one delta-rs commit
                 system = (loaded_at, self.run_id) if flow.system_columns else None
                 table = local_for_spark(dest, dataflow=flow.name, role="destination")
-                written = distributed.append_delta(table, info=info, like=frame, system_columns=system)
+                written = distributed.append_delta(
+                    table, info=info, like=frame, system_columns=system, evolve=drift.evolve
+                )
             else:
                 written = write_delta(
                     dest,
@@ -590,7 +611,7 @@ class Driver:
                 accounts["rows_written"] = rows_written
             self._state_store(dest).commit(
                 flow.name, batch=batch, watermark=wm_after, source=fingerprint, listed_at=listed_at,
-                run_id=self.run_id, accounts=accounts,
+                run_id=self.run_id, accounts=accounts, files=info.extra.get(FILES_KEY),
             )  # fmt: skip
         fault_point("after_commit", flow.name)
         if rows_written < loadable:
@@ -642,6 +663,7 @@ class Driver:
                 self._state_store(dest).commit(
                     flow.name, batch=info.batch, watermark=info.watermark, source=info.source,
                     listed_at=info.listed_at, run_id=self.run_id, accounts=info.accounts,
+                    files=info.extra.get(FILES_KEY),
                 )  # fmt: skip
             elif delta_table_exists(dest):
                 version, recorded = commit_empty(dest, info=info), True
@@ -653,10 +675,21 @@ class Driver:
         )
 
     def _quarantine(
-        self, flow: Dataflow, frame: pl.DataFrame, *, window: str | None, batch: int
+        self,
+        flow: Dataflow,
+        frame: pl.DataFrame,
+        *,
+        window: str | None,
+        batch: int,
+        distributed: DistributedRows | None = None,
     ) -> tuple[pl.DataFrame, dict[str, Any]]:
-        """Split off the rejected rows, record them, fail when there are too many."""
-        good, rejects = split_rejects(frame, flow, run_id=self.run_id, window=window)
+        """Split off the rejected rows, record them, fail when there are too many (a distributed
+        batch is checked and its rejects written where its rows are)."""
+        good, rejects = (
+            split_rejects(frame, flow, run_id=self.run_id, window=window)
+            if distributed is None
+            else distributed.split_rejects(flow, run_id=self.run_id, window=window)
+        )
         if rejects.count == 0:
             return good, {}
         table = quarantine_location(self.loaded.catalog, flow)

@@ -71,6 +71,7 @@ class FolderStateStore:
             listed_at=record.get("listed_at"),
             run_id=record.get("run_id"),
             accounts=None if accounts is None else {str(k): int(v) for k, v in accounts.items()},
+            files=record.get("files"),
         )
 
     def commit(
@@ -83,6 +84,7 @@ class FolderStateStore:
         listed_at: int | None = None,
         run_id: str | None = None,
         accounts: Mapping[str, int] | None = None,
+        files: str | None = None,
     ) -> None:
         """Record ``batch`` as committed (atomic; batches only move forward).
 
@@ -104,6 +106,7 @@ class FolderStateStore:
             "listed_at": listed_at,
             "run_id": run_id,
             "accounts": None if accounts is None else dict(accounts),
+            "files": files,
             "committed_at": dt.datetime.now(dt.UTC).isoformat(),
         }
         self.state.make_dirs()

@@ -5,6 +5,7 @@ Paths in a catalog are relative to the catalog file and may reference environmen
 connection's base folder: ``..`` escapes and outside absolute paths are rejected.
 """
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -25,10 +26,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_path_text",
+    "connection_location",
     "connection_storage",
     "destination_location",
     "destination_storage",
     "expand_env",
+    "join_location",
     "resolve_within",
     "source_location",
     "source_storage",
@@ -106,8 +109,16 @@ def resolve_within(base: str | Path, relative: str) -> Path:
     Traceback (most recent call last):
     ValueError: path '*/../../etc/passwd' escapes its connection folder '/data/raw'
     """
+    # Pure string work, repeated for every source and destination of every dataflow (the
+    # catalog rules, lineage, each run): cached per distinct base and path.
+    return _resolve_within(os.path.normpath(base), relative)
+
+
+# Bounded: a long-running code location reloads catalogs whose paths change.
+@functools.lru_cache(maxsize=1 << 16)
+def _resolve_within(base: str, relative: str) -> Path:
     check_path_text(relative)
-    base_path = Path(os.path.normpath(base))
+    base_path = Path(base)
     escape = ValueError(f"path {relative!r} escapes its connection folder {str(base_path)!r}")
     parts = Path(relative).parts
     first_glob = next((i for i, part in enumerate(parts) if _GLOB_CHARS.search(part)), len(parts))
@@ -158,12 +169,46 @@ def connection_storage(catalog: Catalog, name: str) -> "StorageLocation":
         TypeError: the connection is SQL or python (no storage).
         StorageConfigError: the URI or options are unusable.
     """
-    from coolie_core.storage import StorageLocation  # the storage package imports this module
-
     connection = catalog.connections[name]
     if not isinstance(connection, FilesConnection | DeltaConnection):
         raise TypeError(f"connection {name} has no folder")
-    return StorageLocation.parse(connection.path, storage_options=connection.storage_options)
+    return connection_location(connection)
+
+
+def connection_location(connection: FilesConnection | DeltaConnection) -> "StorageLocation":
+    """Where a files or Delta connection lives (see :func:`connection_storage`).
+
+    Raises:
+        StorageConfigError: the URI or options are unusable.
+    """
+    path, options = connection.path, connection.storage_options
+    if _URI.match(path) or os.path.isabs(path):
+        # Absolute (as every loaded catalog's are): the same location each time, parsed once.
+        return _parse_location(path, tuple(options.items()))
+    from coolie_core.storage import StorageLocation  # the storage package imports this module
+
+    return StorageLocation.parse(path, storage_options=options)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_location(path: str, options: tuple[tuple[str, str], ...]) -> "StorageLocation":
+    from coolie_core.storage import StorageLocation  # the storage package imports this module
+
+    return StorageLocation.parse(path, storage_options=dict(options))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _join(location: "StorageLocation", relative: str) -> "StorageLocation":
+    return location.join(relative)
+
+
+def join_location(location: "StorageLocation", relative: str) -> "StorageLocation":
+    """``location.join(relative)``, cached per distinct pair (locations are immutable).
+
+    Raises:
+        ValueError: ``relative`` escapes ``location`` or is itself a URI.
+    """
+    return _join(location, relative)
 
 
 def source_storage(catalog: Catalog, flow: Dataflow) -> "StorageLocation | None":
@@ -176,9 +221,9 @@ def source_storage(catalog: Catalog, flow: Dataflow) -> "StorageLocation | None"
     """
     source = flow.source
     if isinstance(source, FileSource):
-        return connection_storage(catalog, source.connection).join(source.path)
+        return _join(connection_storage(catalog, source.connection), source.path)
     if isinstance(source, DeltaSource):
-        return connection_storage(catalog, source.connection).join(source.table)
+        return _join(connection_storage(catalog, source.connection), source.table)
     return None
 
 
@@ -189,4 +234,4 @@ def destination_storage(catalog: Catalog, flow: Dataflow) -> "StorageLocation":
         ValueError: the destination path escapes its connection.
     """
     destination = flow.destination
-    return connection_storage(catalog, destination.connection).join(destination.table)
+    return _join(connection_storage(catalog, destination.connection), destination.table)

@@ -4,9 +4,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coolie_core.catalog import LoadedCatalog
-from coolie_core.errors import CatalogError, CatalogIssue
+from coolie_core.errors import CatalogError, CatalogIssue, CoolieError
 from coolie_core.locations import destination_storage, source_storage
-from coolie_core.models import Dataflow, SqlSource
+from coolie_core.models import Dataflow, FileSource, SqlSource
 from coolie_core.sharding import ShardSpec, assign_shard, select_shard
 
 __all__ = ["PlannedDataflow", "plan_dataflows"]
@@ -56,7 +56,21 @@ class PlannedDataflow:
             "upstream": list(self.upstream),
             "shard": self.shard,
             "cross_shard_upstream": list(self.cross_shard_upstream),
+            **_pending(loaded, flow),
         }
+
+
+def _pending(loaded: LoadedCatalog, flow: Dataflow) -> dict[str, object]:
+    """``incremental: files``: the files waiting to load (reads the destination's ledger)."""
+    if not (isinstance(flow.source, FileSource) and flow.source.incremental == "files"):
+        return {}
+    from coolie_core.landing import pending_files  # polars: only when a landing zone is planned
+
+    base = loaded.path if loaded.path.is_dir() else loaded.path.parent
+    try:
+        return {"pending_files": pending_files(loaded.catalog, flow, state_dir=base / ".coolie")}
+    except CoolieError as exc:  # shown, not raised: plan lists every dataflow
+        return {"pending_files": None, "pending_error": str(exc)}
 
 
 def plan_dataflows(

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 import polars as pl
 
@@ -72,6 +73,15 @@ class Rejects:
             for rule in rules.split("; "):
                 counts[rule] = counts.get(rule, 0) + 1
         return dict(sorted(counts.items()))
+
+    def append_to(self, path: StorageLocation, *, properties: Any) -> None:
+        """Append the rows to the quarantine table in one commit with ``properties`` (an engine
+        that keeps its rejects distributed, Spark, has its tasks write them instead)."""
+        from deltalake import write_deltalake
+
+        write_deltalake(
+            path.uri, self.rows.to_arrow(), mode="append", commit_properties=properties, **table_options(path)
+        )
 
 
 def with_quarantine_columns(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -172,7 +182,7 @@ def write_quarantine(
     path: StorageLocation, rejects: Rejects, *, dataflow: str, run_id: str, batch: int | None
 ) -> bool:
     """Append the rejects in one commit; False when this batch's rejects are already there."""
-    from deltalake import CommitProperties, Transaction, write_deltalake
+    from deltalake import CommitProperties, Transaction
 
     if rejects.count == 0:
         return False
@@ -185,13 +195,7 @@ def write_quarantine(
         custom_metadata={"coolie.dataflow": dataflow, "coolie.run_id": run_id, "coolie.kind": "quarantine"},
         app_transactions=None if batch is None else [Transaction(app_id=app, version=batch)],
     )
-    write_deltalake(
-        path.uri,
-        rejects.rows.to_arrow(),
-        mode="append",
-        commit_properties=properties,
-        **table_options(path),
-    )
+    rejects.append_to(path, properties=properties)
     return True
 
 

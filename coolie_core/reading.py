@@ -24,6 +24,7 @@ import polars as pl
 from coolie_core.errors import DataError
 from coolie_core.filters import watermark_expr, window_expr
 from coolie_core.io.sources import SqlBound, is_empty_file, read_source
+from coolie_core.landing import LandingFile, scan_landing
 from coolie_core.locations import source_storage
 from coolie_core.models import Catalog, Dataflow, DeltaSource, FileSource, SqlSource
 from coolie_core.quarantine import with_quarantine_columns
@@ -56,6 +57,8 @@ class NewData:
     delta_files: tuple[str, ...] = ()
     """Data files added to a Delta source since the version the last batch read."""
     delta_partitioned: bool = False
+    landing: tuple[LandingFile, ...] = ()
+    """``incremental: files``: read exactly these files (see :mod:`coolie_core.landing`)."""
 
     def __bool__(self) -> bool:
         return bool(self.files or self.delta_files)
@@ -108,6 +111,8 @@ def split_marked(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
     """The rows to load (marker dropped) and how many were marked, per reason."""
     if DROPPED not in frame.columns:
         return frame, {}
+    if frame.get_column(DROPPED).null_count() == frame.height:
+        return frame.drop(DROPPED), {}  # nothing marked: no filter, which would copy every column
     tally = {
         str(reason): int(n) for reason, n in frame.get_column(DROPPED).drop_nulls().value_counts().iter_rows()
     }
@@ -266,12 +271,15 @@ def scan_frame(
     new: NewData | None = None,
 ) -> pl.LazyFrame:
     """:func:`read_frame`'s rows as a LazyFrame, not yet read (for streaming them to a writer)."""
-    lf = read_source(
-        catalog,
-        flow,
-        sql_bounds=sql_bounds(flow, watermark, window),
-        context={"watermark": watermark, "window": window},
-    )
+    if new is not None and new.landing:
+        lf = scan_landing(catalog, flow, files=new.landing)
+    else:
+        lf = read_source(
+            catalog,
+            flow,
+            sql_bounds=sql_bounds(flow, watermark, window),
+            context={"watermark": watermark, "window": window},
+        )
     lf = _transformed(lf, flow, accounting=accounting)
     schema = lf.collect_schema()
     if window is not None:

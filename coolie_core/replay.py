@@ -27,10 +27,10 @@ from typing import Any, Literal
 import polars as pl
 
 from coolie_core.catalog import LoadedCatalog
-from coolie_core.engines import engine_for
+from coolie_core.engines import DistributedRows, engine_for
 from coolie_core.errors import CatalogError, CatalogIssue, CoolieError
 from coolie_core.faults import fault_point
-from coolie_core.io.delta import CommitInfo, write_delta
+from coolie_core.io.delta import CommitInfo, WriteResult, write_delta
 from coolie_core.io.sources import fingerprint_source
 from coolie_core.locations import destination_storage
 from coolie_core.models import Dataflow, PartitionSpec
@@ -41,6 +41,7 @@ from coolie_core.storage import (
     library_options,
     table_options,
 )
+from coolie_core.storage.spark import local_for_spark
 from coolie_core.transforms import add_system_columns, cdc_deleted, latest_per_key
 from coolie_core.watermarks import Watermark, max_watermark, read_delta_watermark
 from coolie_core.windows import Bound, Window, plan_windows
@@ -200,7 +201,8 @@ def replay_dataflow(
     app = f"coolie:{flow.name}:replay:{replay_id}"
     done = (delta_table(dest).transaction_version(app) or 0) if delta_table_exists(dest) else 0
     flow_for_read = flow.model_copy(update={"partitions": spec})
-    read_frame = engine_for(catalog, flow).read_frame
+    # An engine may keep a large chunk on its executors (Spark): its tasks write it.
+    read_window = engine_for(catalog, flow).read_window
     destination = flow.destination.model_copy(update={"load": "replace_window"})
     chunks: list[ChunkResult] = []
 
@@ -214,26 +216,31 @@ def replay_dataflow(
         emit(ChunkResult(window.key, "skipped"))
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prefetch-{flow.name}") as prefetch:
-            pending: Future[pl.DataFrame] | None = None
+            pending: Future[pl.DataFrame | DistributedRows] | None = None
             for position, (number, window) in enumerate(todo):
                 frame = (
                     pending.result()
                     if pending is not None
-                    else read_frame(catalog, flow_for_read, window=window)
+                    else read_window(catalog, flow_for_read, window=window)
                 )
                 pending = None
                 if position + 1 < len(todo):
                     pending = prefetch.submit(
-                        read_frame, catalog, flow_for_read, window=todo[position + 1][1]
+                        read_window, catalog, flow_for_read, window=todo[position + 1][1]
                     )
+                info = CommitInfo(
+                    dataflow=flow.name, run_id=run_id, window=window.key, app_transaction=(app, number)
+                )
+                if not isinstance(frame, pl.DataFrame):  # prepared by the engine, written by its tasks
+                    written = _write_distributed(frame, flow, dest, info=info, run_id=run_id)
+                    emit(ChunkResult(window.key, "committed", written.rows_written, written.version))
+                    fault_point("after_chunk", flow.name)
+                    continue
                 data = prepare_window_rows(flow, frame)
                 if flow.system_columns:
                     data = add_system_columns(
                         data.lazy(), loaded_at=dt.datetime.now(dt.UTC), run_id=run_id
                     ).collect()
-                info = CommitInfo(
-                    dataflow=flow.name, run_id=run_id, window=window.key, app_transaction=(app, number)
-                )
                 written = write_delta(
                     dest,
                     data,
@@ -255,6 +262,18 @@ def replay_dataflow(
     if save_watermark and windows:
         watermark = _hand_over(flow, dest, run_id=run_id, lo=windows[0].lo, hi=windows[-1].hi)
     return ReplayResult(flow.name, "succeeded", replay_id, chunks, watermark_after=watermark)
+
+
+def _write_distributed(
+    rows: DistributedRows, flow: Dataflow, dest: StorageLocation, *, info: CommitInfo, run_id: str
+) -> WriteResult:
+    """A chunk the engine kept (Spark): its tasks replace the window, one commit carries ``info``."""
+    like, system = rows.empty(), None
+    if flow.system_columns:
+        system = (dt.datetime.now(dt.UTC), run_id)
+        like = add_system_columns(like.lazy(), loaded_at=system[0], run_id=run_id).collect()
+    table = local_for_spark(dest, dataflow=flow.name, role="destination")
+    return rows.append_delta(table, info=info, like=like, system_columns=system)
 
 
 def _hand_over(flow: Dataflow, dest: StorageLocation, *, run_id: str, lo: Any, hi: Any) -> Watermark | None:

@@ -169,7 +169,7 @@ def _hash_expr(columns: list[str]) -> pl.Expr:
     return pl.concat_str(parts, separator="\x1f").map_batches(_sha256, return_dtype=pl.String)
 
 
-def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str) -> pl.LazyFrame:
+def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str, marked: bool = True) -> pl.LazyFrame:
     schema = lf.collect_schema()
     internal = [c for c in (*INTERNAL_COLUMNS, DROPPED) if c in schema]
     judged = alive(schema)
@@ -182,7 +182,9 @@ def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str) -> pl.LazyFram
 
     if isinstance(transform, CastTransform):
         need(transform.columns)
-        if DROPPED in schema:  # a removed row's values are not cast (a filter may have removed bad ones)
+        if (
+            DROPPED in schema and marked
+        ):  # a removed row's values are not cast (a filter may have removed bad ones)
             lf = lf.with_columns(
                 pl.when(pl.col(DROPPED).is_null()).then(pl.col(c)).alias(c) for c in transform.columns
             )
@@ -300,8 +302,13 @@ def apply_transforms(lf: pl.LazyFrame, transforms: list[Transform], *, dataflow:
     Raises:
         DataError: a transform names a missing column or holds invalid SQL.
     """
+    # Rows are marked removed only by a filter or dedup: casts before any (the usual typing step)
+    # skip the guard that keeps removed rows uncast, a copy of every cast column (issue 17).
+    marked = False
     for index, transform in enumerate(transforms):
-        lf = _apply(lf, transform, where=f"{dataflow}.transforms[{index}] ({transform.kind})")
+        where = f"{dataflow}.transforms[{index}] ({transform.kind})"
+        lf = _apply(lf, transform, where=where, marked=marked)
+        marked = marked or transform.kind not in ("cast", "rename", "derive")
     return lf
 
 

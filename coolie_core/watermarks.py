@@ -38,6 +38,7 @@ __all__ = [
     "ACCOUNTS_KEY",
     "BATCH_KEY",
     "DATAFLOW_KEY",
+    "FILES_KEY",
     "LISTED_AT_KEY",
     "RUN_ID_KEY",
     "SOURCE_KEY",
@@ -66,6 +67,8 @@ LISTED_AT_KEY = "coolie.listed_at"
 """When the batch listed its source files (ns since the epoch): later files are new data."""
 ACCOUNTS_KEY = "coolie.rows"
 """The batch's row accounting (rows read, written, quarantined, filtered, late, ...) as JSON."""
+FILES_KEY = "coolie.files"
+"""``incremental: files``: the loaded-file ledger after the batch (see :mod:`coolie_core.landing`)."""
 
 
 def app_id(dataflow: str) -> str:
@@ -88,6 +91,8 @@ class StoredWatermark:
     """The run that committed the last batch."""
     accounts: dict[str, int] | None = None
     """The last batch's row accounting, as recorded with it."""
+    files: str | None = None
+    """``incremental: files``: the loaded-file ledger recorded with the last batch (JSON)."""
 
 
 def _accounts(text: Any) -> dict[str, int] | None:
@@ -230,12 +235,17 @@ def read_delta_watermark(
     """
     from deltalake.exceptions import TableNotFoundError
 
+    from coolie_core.io.delta_log import newest_batch_commit
     from coolie_core.storage import as_location, delta_table
 
     location = as_location(table_path)
     store = f"Delta table {location}"
+    # The newest commit alone when it is this dataflow's batch (no table load: issue 17).
+    newest = newest_batch_commit(
+        location, app=app_id(dataflow), dataflow_key=DATAFLOW_KEY, batch_key=BATCH_KEY, dataflow=dataflow
+    )
     try:
-        table = delta_table(location)
+        table: Any = newest or delta_table(location)
     except TableNotFoundError:
         return StoredWatermark(None, 0)
     batch = table.transaction_version(app_id(dataflow)) or 0
@@ -265,6 +275,7 @@ def read_delta_watermark(
                     listed_at=_int_or_none(commit.get(LISTED_AT_KEY)),
                     run_id=None if run_id is None else str(run_id),
                     accounts=accounts,
+                    files=None if commit.get(FILES_KEY) is None else str(commit.get(FILES_KEY)),
                 )
         if len(history) < limit:
             raise WatermarkError(
@@ -288,7 +299,7 @@ class SqliteWatermarkStore:
             " watermark TEXT, source TEXT, updated_at TEXT NOT NULL)"
         )
         present = {row[1] for row in conn.execute("PRAGMA table_info(watermarks)")}
-        for column in ("listed_at", "run_id", "accounts"):  # added after the first stores were made
+        for column in ("listed_at", "run_id", "accounts", "files"):  # added after the first stores were made
             if column not in present:
                 conn.execute(f"ALTER TABLE watermarks ADD COLUMN {column} TEXT")
         return conn
@@ -297,7 +308,7 @@ class SqliteWatermarkStore:
         """The stored batch of ``dataflow``; see :func:`read_delta_watermark` for ``require_watermark``."""
         with closing(self._connect()) as conn:
             row = conn.execute(
-                "SELECT batch, watermark, source, listed_at, run_id, accounts FROM watermarks WHERE dataflow = ?",
+                "SELECT batch, watermark, source, listed_at, run_id, accounts, files FROM watermarks WHERE dataflow = ?",
                 (dataflow,),
             ).fetchone()
         if row is None:
@@ -305,7 +316,9 @@ class SqliteWatermarkStore:
         if row[1] is None and require_watermark and int(row[0]) > 0:
             raise _missing_watermark(dataflow, f"watermark store {self.path}", int(row[0]))
         value = None if row[1] is None else decode_watermark(row[1], dataflow=dataflow, store=str(self.path))
-        return StoredWatermark(value, int(row[0]), row[2], _int_or_none(row[3]), row[4], _accounts(row[5]))
+        return StoredWatermark(
+            value, int(row[0]), row[2], _int_or_none(row[3]), row[4], _accounts(row[5]), row[6]
+        )
 
     def commit(
         self,
@@ -317,6 +330,7 @@ class SqliteWatermarkStore:
         listed_at: int | None = None,
         run_id: str | None = None,
         accounts: Mapping[str, int] | None = None,
+        files: str | None = None,
     ) -> None:
         """Record ``batch`` as committed with ``watermark`` (atomic; batches only move forward)."""
         text = None if watermark is None else encode_watermark(watermark)
@@ -329,10 +343,10 @@ class SqliteWatermarkStore:
                 )
             conn.execute(
                 "INSERT INTO watermarks (dataflow, batch, watermark, source, updated_at, listed_at, run_id,"
-                " accounts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " accounts, files) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(dataflow) DO UPDATE SET batch = excluded.batch, watermark = excluded.watermark,"
                 " source = excluded.source, updated_at = excluded.updated_at, listed_at = excluded.listed_at,"
-                " run_id = excluded.run_id, accounts = excluded.accounts",
+                " run_id = excluded.run_id, accounts = excluded.accounts, files = excluded.files",
                 (
                     dataflow,
                     batch,
@@ -342,5 +356,6 @@ class SqliteWatermarkStore:
                     None if listed_at is None else str(listed_at),
                     run_id,
                     None if accounts is None else json.dumps(dict(accounts), sort_keys=True),
+                    files,
                 ),
             )

@@ -28,7 +28,7 @@ from coolie_core.sharding import ShardSpec, assign_shard
 from coolie_core.storage import delta_table, delta_table_exists, library_options
 from coolie_core.windows import Window
 from coolie_dagster.checks import evaluate_table_checks, table_check_specs
-from coolie_dagster.metadata import PREVIEW_ROWS, partition_metadata, table_metadata
+from coolie_dagster.metadata import PREVIEW_ROWS, files_metadata, partition_metadata, table_metadata
 from coolie_dagster.metadata import preview_table as _preview
 from coolie_dagster.partitions import (
     PartitionsError,
@@ -129,8 +129,9 @@ def build_dataflow_asset(
     spark = loaded.catalog.engine_for(flow) == "spark"
 
     # Resources come from required_resource_keys, not parameter annotations, and the return
-    # annotation is plain: Dagster evaluates an op function's type hints several times per op,
-    # which was a fifth of the build at thousands of dataflows.
+    # annotation is plain ``object`` (a generator's supertype): Dagster evaluates an op
+    # function's type hints several times per op, and a generic such as ``Iterator[Any]`` is
+    # re-evaluated each time (a fifth of the build at thousands of dataflows, then a tenth).
     @dg.multi_asset(
         specs=[spec if spec.skippable else spec.replace_attributes(skippable=True)],
         # The catalog's table checks run in the same op, after the load (one op per dataflow:
@@ -145,7 +146,7 @@ def build_dataflow_asset(
         backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None,
         required_resource_keys={"coolie", SPARK_RESOURCE_KEY} if spark else {"coolie"},
     )
-    def _dataflow_asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
+    def _dataflow_asset(context: dg.AssetExecutionContext) -> object:
         if spark:
             # The pyspark resource starts (or finds) the process' session; coolie's engine uses it.
             use_spark_session(getattr(context.resources, SPARK_RESOURCE_KEY).spark_session)
@@ -405,6 +406,7 @@ def _metadata(
         table_path = next((r.quarantine_table for r in results if r.quarantine_table), None)
         if table_path is not None:
             metadata["coolie/quarantine_table"] = dg.MetadataValue.path(table_path)
+    metadata.update(files_metadata(results))
     reasons = sorted({r.reason for r in results if r.reason})
     if reasons:
         metadata["coolie/reason"] = "; ".join(reasons)

@@ -22,7 +22,6 @@ from typing import Any
 import dagster as dg
 
 from coolie_core.catalog import LoadedCatalog
-from coolie_core.errors import CatalogError, CatalogIssue
 from coolie_core.models import Catalog, Dataflow
 from coolie_core.models.automation import AutomationRule, DefaultStatus
 from coolie_dagster.tags import run_limit_tags
@@ -67,28 +66,15 @@ def _condition(
 def automation_condition_of(loaded: LoadedCatalog, flow: Dataflow) -> dg.AutomationCondition[Any] | None:
     """The automation condition of a dataflow's asset; None when neither it nor its stage has rules.
 
-    Raises:
-        CatalogError: ``on_cron`` on a dataflow with no ``schedule`` (neither its own nor its stage's).
+    ``on_cron`` without a schedule never gets here: the catalog's validation refuses it, located
+    (``coolie_core.catalog_rules.check_automation``).
     """
     catalog = loaded.catalog
     stage = catalog.stages.get(flow.stage)
     rules = flow.automation or (stage.automation if stage else None)
     if not rules:
         return None
-    cron = catalog.schedule_for(flow)
-    if "on_cron" in rules and cron is None:
-        raise CatalogError(
-            [
-                CatalogIssue(
-                    loaded.origins.get(flow.name, str(loaded.path)),
-                    flow.name,
-                    "automation",
-                    "on_cron needs a schedule: set schedule on the dataflow or on stage "
-                    f"{flow.stage}, or drop on_cron",
-                )
-            ]
-        )
-    return _condition(tuple(rules), cron, stage.timezone if stage else "UTC")
+    return _condition(tuple(rules), catalog.schedule_for(flow), stage.timezone if stage else "UTC")
 
 
 def _automated(catalog: Catalog, flow: Dataflow) -> bool:

@@ -22,9 +22,32 @@ from coolie_core.storage import delta_table, delta_table_exists, library_options
 from coolie_core.windows import Window
 from coolie_dagster.lineage import column_lineage
 
-__all__ = ["PREVIEW_ROWS", "column_schema", "partition_metadata", "preview_table", "table_metadata"]
+__all__ = [
+    "PREVIEW_ROWS",
+    "column_schema",
+    "files_metadata",
+    "partition_metadata",
+    "preview_table",
+    "table_metadata",
+]
 
 PREVIEW_ROWS = 5
+
+
+def files_metadata(results: list[DataflowResult]) -> dict[str, Any]:
+    """``incremental: files``: the files a run loaded (count, first names) and those still waiting."""
+    summaries = [r.files for r in results if r.files is not None]
+    if not summaries:
+        return {}
+    names = [name for s in summaries for name in s["names"]]
+    metadata: dict[str, Any] = {
+        "coolie/files_loaded": sum(int(s["loaded"]) for s in summaries),
+        "coolie/files_pending": int(summaries[-1]["pending"]),
+        "coolie/files_first": dg.MetadataValue.json(names[:10]),
+    }
+    if any(s["changed_ignored"] for s in summaries):
+        metadata["coolie/files_changed_ignored"] = max(int(s["changed_ignored"]) for s in summaries)
+    return metadata
 
 
 def _cell(value: Any) -> str | int | float | bool | None:

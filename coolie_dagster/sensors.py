@@ -4,7 +4,8 @@ The file-arrival sensor's cursor is the JSON map ``{path: [size, mtime_ns]}`` of
 seen (object-store files: ``{uri: [size, etag, last_modified]}``, from listing the bucket). A new or changed file launches the dataflows reading it, once: the run key carries a
 fingerprint of those files, and Dagster never launches a run key twice. The first evaluation (no
 cursor yet) sees every existing file as new and launches the watched dataflows once; their
-watermarks make that run cheap.
+watermarks make that run cheap. A landing zone (``incremental: files``) with ``max_files_per_run``
+is launched again after each batch while files wait (run key: its batch number and the count).
 
 The failure sensor appends one JSON line per failed run to ``<alert_dir>/alerts.jsonl`` and POSTs
 the same record to a webhook when one is configured. The record holds no run config, no
@@ -28,8 +29,10 @@ from typing import Any
 import dagster as dg
 
 from coolie_core.catalog import LoadedCatalog
+from coolie_core.errors import CoolieError
+from coolie_core.landing import is_landing, landing_state, plan_landing
 from coolie_core.locations import source_storage
-from coolie_core.models import FileSource
+from coolie_core.models import Dataflow, FileSource
 from coolie_core.storage import StorageLocation
 from coolie_dagster.automation import sensor_status
 from coolie_dagster.translator import CoolieTranslator
@@ -97,6 +100,13 @@ def build_file_arrival_sensor(
     if not patterns:
         return None
     targets = sorted({k for keys in patterns.values() for k in keys}, key=lambda k: k.to_user_string())
+    # Landing zones that load a backlog over several runs: launched again while files wait.
+    backlogged = [
+        (flow, translator.get_asset_key(flow))
+        for flow in catalog.dataflows
+        if flow.enabled and flow.partitions is None and is_landing(flow)
+        and isinstance(flow.source, FileSource) and flow.source.max_files_per_run
+    ]  # fmt: skip
 
     def evaluate(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         previous: dict[str, Any] = {}
@@ -108,10 +118,14 @@ def build_file_arrival_sensor(
         current, readers = _scan(patterns)
         cursor = json.dumps(current, sort_keys=True)
         changed = {path: sig for path, sig in sorted(current.items()) if previous.get(path) != sig}
-        if not changed:
+        waiting = _backlog(loaded, backlogged, context.log)
+        if not changed and not waiting:
             return dg.SensorResult(skip_reason="no new or changed files", cursor=cursor)
-        keys = sorted({k for path in changed for k in readers[path]}, key=lambda k: k.to_user_string())
-        fingerprint = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:16]
+        selected = {k for path in changed for k in readers[path]} | {k for k, _ in waiting}
+        keys = sorted(selected, key=lambda k: k.to_user_string())
+        # A backlog run is keyed by the dataflow's batch: each committed batch launches the next.
+        identity = {**changed, **{f"backlog:{k.to_user_string()}": mark for k, mark in waiting}}
+        fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         context.log.info(f"coolie: {len(changed)} new or changed file(s) -> {len(keys)} asset(s)")
         request = dg.RunRequest(
             run_key=f"files:{fingerprint}",
@@ -129,6 +143,24 @@ def build_file_arrival_sensor(
         # The catalog's defaults.default_status says whether it starts running on a fresh instance.
         default_status=sensor_status(catalog.defaults.default_status),
     )
+
+
+def _backlog(
+    loaded: LoadedCatalog, flows: list[tuple[Dataflow, dg.AssetKey]], log: logging.Logger
+) -> list[tuple[dg.AssetKey, list[int]]]:
+    """Landing zones with files left by ``max_files_per_run``: ``(asset, [batch, files waiting])``."""
+    waiting = []
+    base = loaded.path if loaded.path.is_dir() else loaded.path.parent
+    for flow, key in flows:
+        try:
+            state, dest = landing_state(loaded.catalog, flow, state_dir=base / ".coolie")
+            batch = plan_landing(loaded.catalog, flow, state=state, dest=dest)
+        except (CoolieError, OSError) as exc:  # the run reports it; the sensor keeps watching
+            log.warning(f"coolie: cannot tell the files waiting for {flow.name}: {exc}")
+            continue
+        if batch.files or batch.pending:
+            waiting.append((key, [state.batch, len(batch.files) + batch.pending]))
+    return waiting
 
 
 # --------------------------------------------------------------------------- failure alerts

@@ -26,3 +26,15 @@ def write_catalog(tmp_path: Path) -> WriteCatalog:
         return load_catalog(path)
 
     return write
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep every Spark test on one xdist worker (``make test`` runs ``--dist loadgroup``).
+
+    They share one standalone cluster per worker process: grouping them starts it once and
+    keeps two clusters from competing for the machine's cores.
+    """
+    spark_dir = Path(__file__).parent / "spark"
+    for item in items:
+        if spark_dir in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.xdist_group("spark"))

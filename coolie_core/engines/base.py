@@ -1,9 +1,11 @@
 """What an engine does for the driver: read a dataflow's rows (source -> transforms -> filters).
 
-The driver owns everything else — watermark maxima, system columns, commit metadata and the
-Delta write — so a dataflow means the same on every engine. An engine hands its rows over as a
-polars DataFrame; an engine that can write a large append itself (Spark: tasks write Parquet
-files, the driver makes one Delta commit) may hand over a :class:`DistributedRows` instead.
+The driver owns everything else — watermark maxima, quarantine accounting, system columns,
+schema drift, commit metadata — so a dataflow means the same on every engine. An engine hands
+its rows over as a polars DataFrame, which the driver writes with delta-rs; an engine that can
+write rows itself (Spark: tasks write the Parquet files of any load, the driver makes one
+delta-rs commit) may hand over a :class:`DistributedRows` instead, and the rows never reach the
+driver.
 """
 
 import datetime as dt
@@ -14,6 +16,7 @@ import polars as pl
 
 from coolie_core.io.delta import CommitInfo, WriteResult
 from coolie_core.models import Catalog, Dataflow
+from coolie_core.quarantine import Rejects
 from coolie_core.watermarks import Watermark
 
 if TYPE_CHECKING:
@@ -27,7 +30,11 @@ __all__ = ["DistributedRows", "Engine"]
 class DistributedRows(Protocol):
     """Rows an engine keeps where they are (on Spark) until its tasks write them.
 
-    Only used for plain appends to a Delta table: the rows never pass through the driver.
+    Handed over for a Delta destination, whatever its load (append, overwrite, replace_window,
+    merge, scd2) and for window runs and replay chunks (which replace their window). The driver
+    sees only metadata: the row count, the watermark maxima, a schema stand-in (:meth:`empty`)
+    and the tally of rows not to load; :meth:`append_delta` has the engine's tasks write the
+    files and the driver's process make the one commit.
     """
 
     @property
@@ -44,6 +51,14 @@ class DistributedRows(Protocol):
         """One row: the maximum of each of ``columns`` that exists (a missing one is left out)."""
         ...
 
+    def split_rejects(
+        self, flow: Dataflow, *, run_id: str, window: str | None
+    ) -> tuple[pl.DataFrame, Rejects]:
+        """Check ``flow``'s quarantine rules where the rows are: the good rows' :meth:`empty`
+        stand-in (internal columns dropped) and the rejects (their rows written by
+        :meth:`Rejects.append_to`); the rejected rows are left out of :meth:`append_delta`."""
+        ...
+
     def append_delta(
         self,
         path: Path,
@@ -51,10 +66,13 @@ class DistributedRows(Protocol):
         info: CommitInfo,
         like: pl.DataFrame,
         system_columns: tuple[dt.datetime, str] | None,
+        evolve: bool = False,
     ) -> WriteResult:
-        """Append the rows (plus the system columns ``(loaded_at, run_id)``) to the Delta table at
-        ``path`` in one commit carrying ``info``, with the columns and types of ``like`` (the
-        :meth:`empty` stand-in after the driver's schema steps)."""
+        """Load the rows (plus the system columns ``(loaded_at, run_id)``) into the Delta table at
+        ``path`` with the dataflow's load (a window's rows replace that window) in one commit
+        carrying ``info``, with the columns and types of ``like`` (the :meth:`empty` stand-in
+        after the driver's schema steps; ``evolve``: its new columns are added to the table's
+        schema in that commit)."""
         ...
 
 
@@ -85,6 +103,14 @@ class Engine(Protocol):
         new: "NewData | None" = None,
     ) -> pl.DataFrame | DistributedRows:
         """Like :meth:`read_frame` for an incremental run (no window); the engine may keep a large
-        plain append to a Delta table distributed. ``accounting``/``new``: the batch's rows not
-        to load come back marked (see :mod:`coolie_core.reading`)."""
+        batch for a Delta table distributed. ``accounting``/``new``: the batch's rows not to
+        load come back marked (see :mod:`coolie_core.reading`)."""
+        ...
+
+    def read_window(
+        self, catalog: Catalog, flow: Dataflow, *, window: Window
+    ) -> pl.DataFrame | DistributedRows:
+        """The rows of a window run or replay chunk. A DataFrame is the rows read (the driver
+        prepares them: :func:`coolie_core.replay.prepare_window_rows`); a
+        :class:`DistributedRows` is already prepared (its ``tally`` counts the folded rows)."""
         ...

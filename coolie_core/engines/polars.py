@@ -38,3 +38,9 @@ class PolarsEngine:
     ) -> pl.DataFrame | DistributedRows:
         """Polars always hands a DataFrame over."""
         return read_frame(catalog, flow, watermark=watermark, accounting=accounting, new=new)
+
+    def read_window(
+        self, catalog: Catalog, flow: Dataflow, *, window: Window
+    ) -> pl.DataFrame | DistributedRows:
+        """The rows inside ``window``, as read (the driver prepares them)."""
+        return read_frame(catalog, flow, window=window)

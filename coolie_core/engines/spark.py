@@ -4,14 +4,17 @@ Semantics are the Polars engine's (same catalog, same tables):
 
 * sources are read with the schema polars infers, and results are cast to the schema polars would
   produce — a table gets the same columns and types from either engine;
-* the driver keeps the shared steps (watermark maximum, system columns, commit metadata): a
-  batch of more than ``arrow_max_rows`` rows for a Delta table stays on Spark whatever its load —
-  Spark tasks write the Parquet files (and rewrite the files a merge, scd2 or replace_window
-  changes) and the driver commits removes + adds in ONE delta-rs commit
+* the driver keeps the shared steps (watermark maximum, system columns, schema drift, quarantine
+  threshold, commit metadata): a batch, window run or replay chunk of more than
+  ``arrow_max_rows`` rows for a Delta table without ``partition_by`` stays on Spark whatever its
+  load — Spark tasks write the Parquet files (and rewrite the files a merge, scd2 or
+  replace_window changes) and the driver commits removes + adds in ONE delta-rs commit
   (:mod:`coolie_core.engines.spark_write`, :mod:`coolie_core.engines.spark_scd2`), holding only
-  metadata. Smaller batches, window runs, quarantine and ``schema_drift: evolve`` come back
-  through Arrow as a polars DataFrame and are written by delta-rs, with the same atomic
-  single-commit guarantees.
+  metadata. Quarantine rules run in Spark and tasks write the rejects
+  (:mod:`coolie_core.engines.spark_quarantine`); ``schema_drift: evolve`` adds the new columns in
+  the data's commit (:func:`coolie_core.engines.spark_write.commit_load`). Smaller batches and
+  ``partition_by`` tables come back through Arrow as a polars DataFrame and are written by
+  delta-rs, with the same atomic single-commit guarantees.
 
 The session: the one handed over with :meth:`SparkEngine.use_session` (Dagster's pyspark resource
 does this), else the process' active session, else a new one from :func:`spark_config`
@@ -22,21 +25,19 @@ to whichever session is used.
 pyspark is imported only when a Spark dataflow runs.
 """
 
-import datetime as dt
 import os
 import threading
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from coolie_core.engines.base import DistributedRows
+from coolie_core.engines.spark_rows import SparkRows
 from coolie_core.errors import DataError
-from coolie_core.io.delta import CommitInfo, WriteResult
 from coolie_core.models import Catalog, Dataflow
 from coolie_core.quarantine import with_quarantine_columns
 from coolie_core.reading import NewData, collect, scan_left_out, split_marked, sql_bounds
-from coolie_core.transforms import DROPPED, LOADED_AT, REJECT_RULE, RUN_ID, apply_transforms
+from coolie_core.transforms import DROPPED, REJECT_RULE, apply_transforms
 from coolie_core.watermarks import Watermark
 from coolie_core.windows import Window
 
@@ -104,132 +105,6 @@ def _judge(sdf: Any, flow: Dataflow) -> Any:
         reason = F.lit(f"no watermark value ({', '.join(columns)} null)")
         return sdf.withColumns(_rejection("watermark", reason, living & missing))
     return sdf.withColumn(DROPPED, F.when(living & missing, F.lit("no_watermark")).otherwise(F.col(DROPPED)))
-
-
-class SparkRows:
-    """A large batch that stays on Spark: its tasks write it when the driver commits.
-
-    Read twice — once for the row count and the watermark maxima (one aggregation), once by the
-    writing tasks, which keep only rows at or below those maxima, so rows that reach the source
-    in between wait for the next batch. The files must then hold exactly the counted rows.
-    """
-
-    def __init__(
-        self,
-        sdf: Any,
-        *,
-        height: int,
-        maxima: pl.DataFrame,
-        schema: pl.Schema,
-        dataflow: str,
-        tally: dict[str, int] | None = None,
-        flow: Dataflow | None = None,
-        window: Window | None = None,
-    ) -> None:
-        self._sdf = sdf
-        self._flow = flow
-        self._window = window
-        """A window run's window: the rows replace exactly it."""
-        self._height = height
-        self._maxima = maxima
-        self._schema = schema
-        self._dataflow = dataflow
-        self.tally = dict(tally or {})
-        """Rows read but not to load, per reason (as :func:`coolie_core.reading.split_marked`)."""
-
-    @property
-    def height(self) -> int:
-        """Number of rows read (the marked ones included)."""
-        return self._height
-
-    def empty(self) -> pl.DataFrame:
-        """No rows, the Polars engine's columns and types."""
-        return pl.DataFrame(schema=self._schema)
-
-    def maxima(self, columns: list[str]) -> pl.DataFrame:
-        """One row: the max of each of ``columns`` present (computed with the row count)."""
-        present = [c for c in columns if c in self._maxima.columns]
-        if not present:  # one row, so that the driver reports the missing columns
-            return pl.DataFrame({"rows": [self._height]})
-        return self._maxima.select(present)
-
-    def append_delta(
-        self,
-        path: Path,
-        *,
-        info: CommitInfo,
-        like: pl.DataFrame,
-        system_columns: tuple[dt.datetime, str] | None,
-    ) -> WriteResult:
-        """Spark tasks write Parquet into the table folder; one delta-rs commit adds the files (and,
-        for the other loads of the dataflow, removes those it replaces)."""
-        from pyspark.sql import functions as F
-
-        from coolie_core.engines.spark_delta import append_with_spark
-        from coolie_core.engines.spark_transforms import spark_literal
-
-        sdf = self._sdf
-        if DROPPED in sdf.columns:  # marked rows are counted, never written
-            sdf = sdf.filter(F.col(DROPPED).isNull())
-        types = {f.name: f.dataType for f in sdf.schema.fields}
-        caps = self._maxima.row(0, named=True) if self._maxima.width else {}
-        for column, value in caps.items():
-            if value is not None:
-                sdf = sdf.filter(
-                    F.col(column).isNull() | (F.col(column) <= spark_literal(value, types[column]))
-                )
-        if system_columns is not None:
-            loaded_at, run_id = system_columns
-            sdf = sdf.withColumns({LOADED_AT: spark_literal(loaded_at, None), RUN_ID: F.lit(run_id)})
-        rows = self._height - sum(self.tally.values())
-        if self._flow is not None and (self._window is not None or self._flow.destination.load != "append"):
-            return self._write(sdf, path, info=info, like=like, rows=rows)
-        return append_with_spark(sdf.select(*like.columns), path, schema=like.schema, rows=rows, info=info)
-
-    def _write(self, sdf: Any, path: Path, *, info: CommitInfo, like: pl.DataFrame, rows: int) -> WriteResult:
-        """overwrite, replace_window, merge, scd2 on Spark tasks (:mod:`coolie_core.engines.spark_write`)."""
-        from pyspark.sql import functions as F
-
-        from coolie_core.engines.spark_scd2 import scd2_with_spark
-        from coolie_core.engines.spark_types import ORDER
-        from coolie_core.engines.spark_write import (
-            merge_with_spark,
-            overwrite_with_spark,
-            replace_window_with_spark,
-        )
-        from coolie_core.windows import windows_covering
-
-        assert self._flow is not None
-        flow, destination = self._flow, self._flow.destination
-        ordered = sdf.select(*like.columns, ORDER)
-        if self._window is not None:  # a window run replaces exactly its window, whatever the load
-            assert flow.partitions is not None
-            return replace_window_with_spark(
-                ordered.drop(ORDER), path, schema=like.schema, rows=rows, info=info,
-                column=flow.partitions.column, windows=[(self._window.lo, self._window.hi)],
-                timezone=flow.partitions.timezone,
-            )  # fmt: skip
-        if destination.load == "overwrite":
-            return overwrite_with_spark(ordered.drop(ORDER), path, schema=like.schema, rows=rows, info=info)
-        if destination.load == "replace_window":
-            assert flow.partitions is not None
-            column = flow.partitions.column
-            lo, hi = sdf.agg(F.min(column), F.max(column)).collect()[0]  # the windows the batch spans
-            covering = windows_covering(flow.partitions, lo=lo, hi_inclusive=hi)
-            return replace_window_with_spark(
-                ordered.drop(ORDER), path, schema=like.schema, rows=rows, info=info, column=column,
-                windows=[(w.lo, w.hi) for w in covering], timezone=flow.partitions.timezone,
-            )  # fmt: skip
-        if destination.load == "merge":
-            return merge_with_spark(
-                ordered, path, schema=like.schema, keys=destination.merge_keys,
-                order_columns=flow.watermark_columns, policy=destination.on_duplicate_keys,
-                cdc=destination.cdc, info=info,
-            )  # fmt: skip
-        return scd2_with_spark(
-            ordered, path, schema=like.schema, destination=destination, info=info,
-            order_columns=flow.watermark_columns,
-        )  # fmt: skip
 
 
 class SparkEngine:
@@ -355,7 +230,7 @@ class SparkEngine:
         """The rows of a window run, ready to replace the window (a merge's latest row per key
         without the change feed's deletes, as :func:`coolie_core.replay.prepare_window_rows`).
 
-        More than ``arrow_max_rows`` rows for an unpartitioned Delta table stay on Spark
+        More than ``arrow_max_rows`` rows for a Delta table without ``partition_by`` stay on Spark
         (:class:`SparkRows`, whose ``tally`` counts the folded duplicates); else the rows read
         come back as polars, to be prepared by the driver.
         """
@@ -365,12 +240,7 @@ class SparkEngine:
         from coolie_core.engines.spark_write import dedup_keys
 
         destination = flow.destination
-        if (
-            destination.format != "delta"
-            or destination.partition_by
-            or destination.schema_drift == "evolve"
-            or flow.quarantine is not None
-        ):
+        if destination.format != "delta" or destination.partition_by:
             return self.read_frame(catalog, flow, window=window)
         sdf, target, at_most = self._plan(catalog, flow, window=window, watermark=None)
         where = f"dataflow {flow.name}"
@@ -408,9 +278,9 @@ class SparkEngine:
         accounting: bool = False,
         new: NewData | None = None,
     ) -> pl.DataFrame | DistributedRows:
-        """The rows of an incremental run. A batch of more than ``arrow_max_rows`` rows for an
-        unpartitioned Delta table stays on Spark (:class:`SparkRows`), whatever its load; the rest
-        comes back as polars.
+        """The rows of an incremental run. A batch of more than ``arrow_max_rows`` rows for a
+        Delta table without ``partition_by`` stays on Spark (:class:`SparkRows`), whatever its
+        load, quarantine or drift policy; the rest comes back as polars.
 
         ``accounting``/``new``: as :func:`coolie_core.reading.read_frame` — the rows a declared
         rule removes are marked; the new data's rows the watermark leaves out (late, without a
@@ -427,12 +297,7 @@ class SparkEngine:
             return frame if extra is None else pl.concat([frame, extra], how="diagonal_relaxed")
 
         destination = flow.destination
-        if (
-            destination.format != "delta"
-            or destination.partition_by
-            or destination.schema_drift == "evolve"
-            or flow.quarantine is not None
-        ):
+        if destination.format != "delta" or destination.partition_by:
             return with_extra(self.read_frame(catalog, flow, watermark=watermark, accounting=accounting))
         sdf, target, at_most = self._plan(
             catalog, flow, window=None, watermark=watermark, accounting=accounting
@@ -462,5 +327,6 @@ class SparkEngine:
                 tally[reason] = tally.get(reason, 0) + n
             height += extra.height
         return SparkRows(
-            ordered, height=height, maxima=maxima, schema=target, dataflow=flow.name, tally=tally, flow=flow
-        )
+            ordered, height=height, maxima=maxima, schema=target, dataflow=flow.name, tally=tally, flow=flow,
+            left_out=None if extra is None else split_marked(extra)[0],
+        )  # fmt: skip

@@ -23,9 +23,9 @@ from coolie_core.engines.spark_write import (
     _new_folder,
     _schema_for,
     commit_files,
+    commit_load,
     files_holding,
     read_files,
-    remove_actions,
     typed,
     write_files,
 )
@@ -55,6 +55,7 @@ def scd2_with_spark(
     destination: DestinationSpec,
     info: CommitInfo,
     order_columns: list[str],
+    evolve: bool = False,
 ) -> WriteResult:
     """Apply ``sdf`` (with :data:`ORDER`) as a batch of changes to the SCD2 table at ``path``."""
     where = f"dataflow {info.dataflow}"
@@ -81,7 +82,7 @@ def scd2_with_spark(
     out_schema = pl.Schema({c: out_schema[c] for c in columns})
 
     table = _snapshot(path, info) if delta_table_exists(path) else None
-    delta_schema = _schema_for(table, out_schema, where=where, path=path)
+    delta_schema = _schema_for(table, out_schema, where=where, path=path, evolve=evolve)
     if table is None:
         out = batch.withColumn(vt, F.lead(vf).over(by_key)).withColumn(cur, F.col(vt).isNull())
         with _io_errors(where, path), _new_folder(path) as folder:
@@ -136,10 +137,10 @@ def scd2_with_spark(
                         }
                     )
                     out = typed(rows, delta_schema).unionByName(typed(new_rows, delta_schema))
-                    removes = remove_actions(files, touched)
-            adds, _ = write_files(out, folder, path, delta_schema, where=where)
+                    removes = touched
+            write_files(out, folder, path, delta_schema, where=where)
             _note_written(info, written)
-            version = commit_files(path, table, [*removes, *adds], schema=delta_schema, info=info)
+            version = commit_load(path, table, removes, folder=folder, schema=delta_schema, info=info)
         return WriteResult(written, version)
     finally:
         joined.unpersist()

@@ -14,11 +14,14 @@ Until that commit nothing is visible; an interrupted load leaves unreferenced fi
   the keys with each row's file) are rewritten without those keys; updated and inserted rows go
   to new files. The commit is made against the version read, so a concurrent commit that
   removed one of those files is a conflict (transient: the dataflow is retried);
-* scd2: :mod:`coolie_core.engines.spark_scd2`.
+* scd2: :mod:`coolie_core.engines.spark_scd2`;
+* ``schema_drift: evolve``: the new columns join the table's schema in the same commit
+  (:func:`commit_load`).
 
 Duplicate keys and change-feed deletes follow the Polars engine (:mod:`coolie_core.io.delta`).
 """
 
+import json
 import os
 import shutil
 import time
@@ -52,7 +55,10 @@ from coolie_core.models import CdcSpec
 
 __all__ = [
     "TableFiles",
+    "append_evolving_with_spark",
+    "commit_actions",
     "commit_files",
+    "commit_load",
     "dedup_keys",
     "merge_with_spark",
     "overwrite_with_spark",
@@ -83,18 +89,61 @@ class TableFiles:
         return sorted({back[os.path.normpath(unquote(urlparse(p).path))] for p in file_paths})
 
 
-def _schema_for(table: Any, schema: pl.Schema, *, where: str, path: Path, replace: bool = False) -> Any:
-    """The Delta schema the new files get: the table's (the data must match it) unless ``replace``."""
+def _schema_for(
+    table: Any, schema: pl.Schema, *, where: str, path: Path, replace: bool = False, evolve: bool = False
+) -> Any:
+    """The Delta schema the new files get: the table's (the data must match it) unless ``replace``;
+    ``evolve`` (``schema_drift: evolve``): the table's plus the data's new columns, at the end."""
+    from deltalake import Schema
+
     data = _delta_schema(schema)
     if table is None or replace:
         return data
     target = table.schema()
-    if sorted(_fields(target.to_json())) != sorted(_fields(data.to_json())):
-        raise WriteError(
-            f"{where}: the data's schema does not match table {path}: "
-            f"table {_fields(target.to_json())}, data {_fields(data.to_json())}"
-        )
+    have, got = _fields(target.to_json()), _fields(data.to_json())
+    if evolve and set(have) < set(got):
+        merged = json.loads(target.to_json())
+        known = {name for name, _ in have}
+        new = [f for f in json.loads(data.to_json())["fields"] if f["name"] not in known]
+        merged["fields"] += [{**f, "nullable": True} for f in new]
+        return Schema.from_json(json.dumps(merged))
+    if sorted(have) != sorted(got):
+        raise WriteError(f"{where}: the data's schema does not match table {path}: table {have}, data {got}")
     return target
+
+
+def _evolves(table: Any, delta_schema: Any) -> bool:
+    """The commit adds columns to ``table``."""
+    return table is not None and len(_fields(table.schema().to_json())) != len(
+        _fields(delta_schema.to_json())
+    )
+
+
+def commit_load(
+    path: Path, table: Any, removed: Sequence[str], *, folder: Path, schema: Any, info: CommitInfo
+) -> int:
+    """ONE commit of a load: the table files ``removed`` (log paths) out, the files in ``folder`` in.
+
+    A load that adds columns (:func:`_evolves`) must change the table's schema in that commit;
+    delta-rs does so only in an ``overwrite`` commit, which removes every file: the files the
+    load keeps are hard-linked into ``folder`` (same bytes, no copy) and added again under
+    their new names, so the data, its new columns and the schema change are one version.
+    """
+    files = TableFiles.of(table, path) if table is not None else None
+    if files is None or not _evolves(table, schema):
+        adds, _ = _add_actions(folder, path)
+        removes = remove_actions(files, removed) if files is not None and removed else []
+        return commit_files(path, table, [*removes, *adds], schema=schema, info=info)
+    gone = set(removed)
+    for relative, absolute in files.paths.items():
+        if relative not in gone:
+            link = folder / f"kept-{uuid.uuid4().hex}.parquet"
+            try:
+                os.link(absolute, link)
+            except OSError:  # a file system without hard links: copy
+                shutil.copyfile(absolute, link)
+    adds, _ = _add_actions(folder, path)
+    return commit_files(path, table, adds, schema=schema, info=info, mode="overwrite")
 
 
 def read_files(spark: Any, files: TableFiles, relative: Sequence[str], delta_schema: Any) -> DataFrame:
@@ -154,21 +203,29 @@ def commit_files(
     path: Path, table: Any, actions: list[Any], *, schema: Any, info: CommitInfo, mode: str = "append"
 ) -> int:
     """ONE commit of ``actions`` (against the snapshot ``table``; None creates the table); the version."""
+    fault_point("after_files", info.dataflow)
+    return commit_actions(
+        path, table, actions, schema=schema, properties=info.properties(), dataflow=info.dataflow, mode=mode
+    )
+
+
+def commit_actions(
+    path: Path, table: Any, actions: list[Any], *, schema: Any, properties: Any, dataflow: str, mode: str
+) -> int:
+    """ONE commit of ``actions`` with ``properties`` (``table`` None creates the table); the version.
+    ``schema`` is the table's after the commit (a new column of ``schema_drift: evolve`` included)."""
     from deltalake import DeltaTable
     from deltalake.transaction import create_table_with_add_actions
 
-    fault_point("after_files", info.dataflow)
     try:
         if table is None:
             create_table_with_add_actions(
-                str(path), schema, actions, mode="error", commit_properties=info.properties()
+                str(path), schema, actions, mode="error", commit_properties=properties
             )
         else:
-            table.create_write_transaction(
-                actions, mode=mode, schema=schema, commit_properties=info.properties()
-            )
+            table.create_write_transaction(actions, mode=mode, schema=schema, commit_properties=properties)
     except Exception as exc:
-        wrapped = _wrap_errors(exc, dataflow=info.dataflow, table=path)
+        wrapped = _wrap_errors(exc, dataflow=dataflow, table=path)
         if wrapped is exc:
             raise
         raise wrapped from exc
@@ -196,6 +253,22 @@ def overwrite_with_spark(
         _check_rows(written, rows, folder, where)
         _note_written(info, written)
         version = commit_files(path, table, adds, schema=delta_schema, info=info, mode="overwrite")
+    return WriteResult(written, version)
+
+
+def append_evolving_with_spark(
+    sdf: DataFrame, path: Path, *, schema: pl.Schema, rows: int, info: CommitInfo
+) -> WriteResult:
+    """Append ``sdf`` with new columns (``schema_drift: evolve``): the schema change and the
+    files in one commit (:func:`commit_load`)."""
+    where = f"dataflow {info.dataflow}"
+    table = _snapshot(path, info) if delta_table_exists(path) else None
+    delta_schema = _schema_for(table, schema, where=where, path=path, evolve=True)
+    with _io_errors(where, path), _new_folder(path) as folder:
+        _, written = write_files(sdf, folder, path, delta_schema, where=where)
+        _check_rows(written, rows, folder, where)
+        _note_written(info, written)
+        version = commit_load(path, table, [], folder=folder, schema=delta_schema, info=info)
     return WriteResult(written, version)
 
 
@@ -231,6 +304,7 @@ def replace_window_with_spark(
     column: str,
     windows: Sequence[tuple[Any, Any]],
     timezone: str,
+    evolve: bool = False,
 ) -> WriteResult:
     """Replace the rows inside ``windows`` with ``sdf``: files with rows inside are removed, their
     rows outside the windows rewritten, the new rows added — one commit."""
@@ -238,7 +312,7 @@ def replace_window_with_spark(
     if column not in schema:
         raise DataError(f"{where}: partition column {column} is not in the data ({list(schema)})")
     table = _snapshot(path, info) if delta_table_exists(path) else None
-    delta_schema = _schema_for(table, schema, where=where, path=path)
+    delta_schema = _schema_for(table, schema, where=where, path=path, evolve=evolve)
     with _io_errors(where, path), _new_folder(path) as folder:
         out, removes = sdf, []
         if table is not None:
@@ -251,10 +325,10 @@ def replace_window_with_spark(
                 if touched:
                     kept = read_files(sdf.sparkSession, files, touched, delta_schema).filter(~inside)
                     out = typed(sdf, delta_schema).unionByName(kept.drop(_FILE))
-                    removes = remove_actions(files, touched)
-        adds, _ = write_files(out, folder, path, delta_schema, where=where)
+                    removes = touched
+        write_files(out, folder, path, delta_schema, where=where)
         _note_written(info, rows)
-        version = commit_files(path, table, [*removes, *adds], schema=delta_schema, info=info)
+        version = commit_load(path, table, removes, folder=folder, schema=delta_schema, info=info)
     return WriteResult(rows, version)
 
 
@@ -308,6 +382,7 @@ def merge_with_spark(
     policy: str,
     cdc: CdcSpec | None,
     info: CommitInfo,
+    evolve: bool = False,
 ) -> WriteResult:
     """Copy-on-write merge of ``sdf`` (with :data:`ORDER`) on ``keys`` in one commit."""
     where = f"dataflow {info.dataflow}"
@@ -325,7 +400,9 @@ def merge_with_spark(
         cols = [c for c in data.columns if c != "__coolie_del"]
         upserted = data.filter(F.coalesce(~F.col("__coolie_del"), F.lit(False))).select(*cols)
         table = _snapshot(path, info) if delta_table_exists(path) else None
-        delta_schema = _schema_for(table, pl.Schema({c: schema[c] for c in cols}), where=where, path=path)
+        delta_schema = _schema_for(
+            table, pl.Schema({c: schema[c] for c in cols}), where=where, path=path, evolve=evolve
+        )
         with _io_errors(where, path), _new_folder(path) as folder:
             out, removes = upserted, []
             written = upserts
@@ -341,11 +418,11 @@ def merge_with_spark(
                         kept = read_files(sdf.sparkSession, files, touched, delta_schema).drop(_FILE)
                         kept = kept.join(touching, keys, "left_anti")
                         out = typed(kept, delta_schema).unionByName(typed(upserted, delta_schema))
-                        removes = remove_actions(files, touched)
-            adds, _ = write_files(out, folder, path, delta_schema, where=where)
+                        removes = touched
+            write_files(out, folder, path, delta_schema, where=where)
             _note_written(info, written)
             # Even a batch that changes nothing commits: its watermark and batch number.
-            version = commit_files(path, table, [*removes, *adds], schema=delta_schema, info=info)
+            version = commit_load(path, table, removes, folder=folder, schema=delta_schema, info=info)
         return WriteResult(written, version)
     finally:
         data.unpersist()

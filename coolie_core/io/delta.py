@@ -165,6 +165,18 @@ def _wrap_errors(exc: Exception, *, dataflow: str, table: "StorageLocation | os.
     return exc
 
 
+def _version_after(path: StorageLocation, snapshot: Any) -> int:
+    """The version a write just committed: the snapshot written against follows its own commit;
+    a new local table's newest log file names it (no second table load, issue 17)."""
+    from coolie_core.io.delta_log import newest_version
+
+    if snapshot is not None:
+        committed: int = snapshot.version()
+        return committed
+    newest = newest_version(path)
+    return newest if newest is not None else int(delta_table(path).version())
+
+
 def _snapshot(where: "StorageLocation | os.PathLike[str]", info: CommitInfo) -> Any:
     """The table a batch is written against; a batch another run committed meanwhile is a conflict."""
     path = as_location(where)
@@ -221,14 +233,14 @@ def write_delta(
         _note_written(info, data.height)
         write_deltalake(
             target,
-            data.to_arrow(),
+            data,  # polars' Arrow stream: no pyarrow import (~40 MB, BENCHMARKS.md issue 17)
             mode="append",
             partition_by=partition_by,
             schema_mode="merge" if evolve_schema else None,
             commit_properties=info.properties(),
             **options,
         )
-        return WriteResult(data.height, delta_table(path).version())
+        return WriteResult(data.height, _version_after(path, snapshot))
 
     try:
         if load == "scd2":
@@ -258,14 +270,14 @@ def write_delta(
             _note_written(info, frame.height)
             write_deltalake(
                 target,
-                frame.to_arrow(),
+                frame,
                 mode="overwrite",
                 schema_mode="overwrite",
                 partition_by=partition_by,
                 commit_properties=info.properties(),
                 **options,
             )
-            return WriteResult(frame.height, delta_table(path).version())
+            return WriteResult(frame.height, _version_after(path, snapshot))
         if load == "replace_window":
             assert window_column is not None
             dtype = frame.schema.get(window_column)
@@ -279,14 +291,14 @@ def write_delta(
             _note_written(info, frame.height)
             write_deltalake(
                 target,
-                frame.to_arrow(),
+                frame,
                 mode="overwrite",
                 predicate=predicate,
                 schema_mode="merge" if evolve_schema else None,
                 commit_properties=info.properties(),
                 **options,
             )
-            return WriteResult(frame.height, delta_table(path).version())
+            return WriteResult(frame.height, _version_after(path, snapshot))
         # merge into an existing table
         keys = destination.merge_keys
         data = _dedup_keys(
@@ -297,7 +309,7 @@ def write_delta(
         fault_point("delta_commit", info.dataflow)
         predicate = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
         merger = table.merge(
-            source=data.to_arrow(),
+            source=data,
             predicate=predicate,
             source_alias="s",
             target_alias="t",
@@ -353,8 +365,7 @@ def commit_empty(where: "StorageLocation | str | os.PathLike[str]", *, info: Com
         if wrapped is exc:
             raise
         raise wrapped from exc
-    version: int = delta_table(path).version()
-    return version
+    return _version_after(path, table)
 
 
 def write_delta_batches(
@@ -389,8 +400,7 @@ def write_delta_batches(
             commit_properties=info.properties(),
             **(table_options(path) if snapshot is None else {}),
         )
-        version: int = delta_table(path).version()
-        return version
+        return _version_after(path, snapshot)
     except (DataError, WriteError, TransientError):
         raise
     except Exception as exc:

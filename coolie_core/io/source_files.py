@@ -26,6 +26,8 @@ __all__ = [
     "is_empty_file",
     "name_failed_file",
     "read_files",
+    "read_json_file",
+    "scan_options",
     "source_files",
 ]
 
@@ -159,6 +161,25 @@ def read_files(source: FileSource, pattern: StorageLocation, *, dataflow: str) -
     return pl.concat(frames, how="diagonal_relaxed").lazy()
 
 
+def read_json_file(
+    file: str, *, source: FileSource, location: StorageLocation, dataflow: str
+) -> pl.DataFrame:
+    """One plain JSON source file (an array of objects), read whole.
+
+    Raises:
+        SourceError: it cannot be parsed (names the file).
+    """
+    try:
+        return pl.read_json(_json_input(file, location), **dict(source.options))
+    except pl.exceptions.PolarsError as exc:
+        raise SourceError(f"dataflow {dataflow}: cannot read source file {file}: {_first_line(exc)}") from exc
+
+
+def scan_options(options: dict[str, Any], *, location: StorageLocation) -> dict[str, Any]:
+    """A scanner's keyword arguments: the source's reader options plus the store they were listed in."""
+    return dict(_scan_options(options, location))
+
+
 def _first_line(exc: BaseException) -> str:
     """``Type: message`` without polars' hints (they follow a blank line)."""
     return f"{type(exc).__name__}: " + str(exc).strip().split("\n\n", 1)[0]
@@ -211,6 +232,8 @@ def name_failed_file(catalog: Catalog, flow: Dataflow, exc: BaseException) -> Ba
         files = file_infos(location, dataflow=flow.name)
     except (SourceError, OSError, ValueError, StorageError):
         return exc
+    if source.incremental == "files":  # a landing zone's batch is its newest files: look there first
+        files = sorted(files, key=lambda info: info.last_modified, reverse=True)
     for info in files:
         if is_empty_file(info, source, location=location):
             continue

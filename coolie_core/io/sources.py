@@ -20,7 +20,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 
 from coolie_core.errors import (
     CoolieError,
@@ -131,7 +130,8 @@ def _read_python(
         return result
     if isinstance(result, pl.DataFrame):
         return result.lazy()
-    if isinstance(result, pa.Table):
+    pa = sys.modules.get("pyarrow")  # a function returning a pyarrow Table has imported it
+    if pa is not None and isinstance(result, pa.Table):
         frame = pl.from_arrow(result)
         assert isinstance(frame, pl.DataFrame)
         return frame.lazy()
@@ -323,8 +323,12 @@ def fingerprint_source(catalog: Catalog, flow: Dataflow) -> str | None:
     if isinstance(source, DeltaSource):
         from deltalake.exceptions import TableNotFoundError
 
+        from coolie_core.io.delta_log import newest_version
+
         location = source_storage(catalog, flow)
         assert location is not None
+        if (newest := newest_version(location)) is not None:  # a local log: no table load
+            return f"delta:{newest}"
         try:
             return f"delta:{delta_table(location).version()}"
         except TableNotFoundError:

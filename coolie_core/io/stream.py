@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 
 from coolie_core.drift import SchemaChange, reconcile_schema, table_schema
 from coolie_core.faults import fault_point
@@ -72,6 +71,10 @@ def can_stream(catalog: Catalog, flow: Dataflow) -> bool:
 
 
 _REASONS = ("filter", "dedup", "late", "no_watermark")
+_BATCH_ROWS = 65_536
+"""Smaller batches are joined up to this many rows before delta-rs gets them: polars' own batches
+can be tiny (jsonl: ~2,300 rows) and each costs a fixed ~1.5 ms on its way to the writer (issue 17:
++25% CPU on a jsonl append). Larger ones (parquet: ~125,000 rows) pass as they are."""
 
 
 def _new_maxima(
@@ -100,16 +103,29 @@ def _new_maxima(
     return rows, watermark, lf.filter(pl.all_horizontal(caps)) if caps else lf, tally
 
 
-def _batches(lf: pl.LazyFrame, tally: dict[str, int]) -> Iterator[pa.Table]:
-    """The rows to load as Arrow tables, one per polars streaming batch (empty ones skipped);
-    ``tally`` counts every row seen (``""``) and the marked ones per reason."""
+def _batches(lf: pl.LazyFrame, tally: dict[str, int]) -> Iterator[pl.DataFrame]:
+    """The rows to load, polars' streaming batches with small ones joined up to
+    :data:`_BATCH_ROWS` (empty ones skipped); ``tally`` counts every row seen (``""``) and the
+    marked ones per reason."""
+    pending: list[pl.DataFrame] = []
+    held = 0
     for frame in lf.collect_batches(engine="streaming", maintain_order=True, lazy=True):
         tally[""] = tally.get("", 0) + frame.height
         load, marked = split_marked(frame)
         for reason, n in marked.items():
             tally[reason] = tally.get(reason, 0) + n
-        if load.height:
-            yield load.to_arrow()
+        if not load.height:
+            continue
+        if not pending and load.height >= _BATCH_ROWS:
+            yield load  # large enough: passed on as it is, no copy
+            continue
+        pending.append(load)
+        held += load.height
+        if held >= _BATCH_ROWS:
+            yield pl.concat(pending, rechunk=True)
+            pending, held = [], 0
+    if pending:
+        yield pl.concat(pending, rechunk=True)
 
 
 def stream_dataflow(
@@ -184,19 +200,24 @@ def stream_dataflow(
             accounts.update({"rows_read": read, **tally_counts(tally)})
             version = commit_empty(dest, info=info)
         return StreamedBatch(read, 0, watermark if version is not None else previous, version, drift, tally)
-    schema = first.schema
+    # Arrow through arro3 (delta-rs' own Arrow library), zero-copy from polars: importing
+    # pyarrow would add ~40 MB to every run (BENCHMARKS.md, issue 17).
+    from arro3.core import RecordBatchReader, Table
+
+    polars_schema = first.schema
+    schema = Table.from_arrow(first).schema
     written = 0
 
-    def record_batches() -> Iterator[pa.RecordBatch]:
+    def record_batches() -> Iterator[Any]:
         nonlocal written
         try:
-            table: Any = first
-            while table is not None:
-                if table.schema != schema:
-                    table = table.cast(schema)
-                written += table.num_rows
-                yield from table.to_batches()
-                table = next(tables, None)
+            frame: pl.DataFrame | None = first
+            while frame is not None:
+                if frame.schema != polars_schema:
+                    frame = frame.cast(polars_schema)
+                written += frame.height
+                yield from Table.from_arrow(frame).to_batches()
+                frame = next(tables, None)
         except BaseException as exc:  # delta-rs sees only "the stream failed": keep the cause
             failures.append(exc)
             raise
@@ -207,7 +228,7 @@ def stream_dataflow(
     try:
         version = write_delta_batches(
             dest,
-            pa.RecordBatchReader.from_batches(schema, record_batches()),
+            RecordBatchReader.from_batches(schema, record_batches()),
             destination=flow.destination,
             info=info,
             evolve_schema=drift.evolve,

@@ -1,7 +1,7 @@
 """The dataflow: source -> transforms -> destination, and the catalog document."""
 
 import re
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from croniter import croniter
 from pydantic import Field, Strict, field_validator, model_validator
@@ -135,7 +135,32 @@ class Dataflow(_Model):
             )
         if self.name in self.depends_on:
             raise ValueError("depends_on: a dataflow cannot depend on itself")
+        if getattr(self.source, "incremental", None) == "files":
+            if self.watermark_columns:
+                raise ValueError(
+                    "watermark_columns: not with source.incremental: files, which loads every new file "
+                    "whole whatever its rows' timestamps (order duplicate keys with a dedup transform)"
+                )
+            if load in ("overwrite", "replace_window"):
+                raise ValueError(
+                    f"source.incremental: files loads each new file once, not with load {load} (it would "
+                    "replace the table with only the new files' rows); use append, merge or scd2"
+                )
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _incremental_needs_files(cls, data: Any) -> Any:
+        # Said plainly, instead of "unknown field" from the non-file source's model.
+        source = data.get("source") if isinstance(data, dict) else None
+        if isinstance(source, dict) and "incremental" in source:
+            fmt = source.get("format")
+            if fmt not in ("csv", "json", "jsonl", "parquet"):
+                raise ValueError(
+                    f"source.incremental: only file sources (csv, json, jsonl, parquet) take it, not {fmt}; "
+                    "read other sources incrementally with watermark_columns"
+                )
+        return data
 
     @property
     def load(self) -> LoadStrategy:

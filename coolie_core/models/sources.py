@@ -19,6 +19,26 @@ class FileSource(_Model):
     """Reader options: csv ``separator``, ``has_header``, ``encoding``, ``null_values``..."""
     filter: str | None = None
     """SQL predicate applied while reading, e.g. ``amount > 0``."""
+    incremental: Literal["files"] | None = None
+    """``files``: a landing zone; each run loads the files not loaded before, whole, whatever
+    timestamps their rows hold (see ``coolie_core.landing``)."""
+    max_files_per_run: int | None = Field(None, ge=1)
+    """``incremental: files``: load at most this many files per run, oldest first (the rest later)."""
+    on_changed_file: Literal["reload", "ignore", "fail"] = "fail"
+    """``incremental: files``: a loaded file rewritten with another size, mtime or ETag: load it
+    again whole (``reload``), leave it and report it (``ignore``) or fail the run (``fail``)."""
+    file_columns: bool = False
+    """``incremental: files``: add ``_coolie_source_file`` and ``_coolie_file_modified_at`` to each row."""
+
+    @model_validator(mode="after")
+    def _landing_options(self) -> Self:
+        if self.incremental is None:
+            # A default value is harmless (a dumped catalog spells every default out).
+            defaults = {"max_files_per_run": None, "on_changed_file": "fail", "file_columns": False}
+            given = [f for f, default in defaults.items() if getattr(self, f) != default]
+            if given:
+                raise ValueError(f"{given[0]}: needs incremental: files")
+        return self
 
 
 class DeltaSource(_Model):

@@ -209,3 +209,45 @@ def test_validate_too_deep_document_is_located_whatever_the_parser(
     if suffix == ".yaml":
         assert re.search(rf"{re.escape(str(path))}:[23]:", line), line  # where the nesting runs deep
     assert "nest" in line.lower(), line
+
+
+def test_validate_locates_on_cron_without_a_schedule(tmp_path: Path) -> None:
+    """``on_cron`` needs a schedule to tick on: `coolie validate` names file:line, dataflow and
+    field, for the dataflow's own rule (at its ``automation`` line) and for one inherited from a
+    stage with no schedule (at the dataflow); a dataflow with its own schedule passes."""
+    (tmp_path / "raw").mkdir()
+    path = tmp_path / "catalog.yaml"
+    path.write_text(
+        "version: 1\n"
+        "stages:\n"
+        "  silver: {automation: [eager, on_cron]}\n"
+        "connections:\n"
+        "  raw: {kind: files, path: raw}\n"
+        "  lake: {kind: delta, path: lake}\n"
+        "dataflows:\n"
+        "  - name: own_rule\n"
+        "    stage: silver\n"
+        "    source: {format: csv, connection: raw, path: a/*.csv}\n"
+        "    destination: {connection: lake, table: a}\n"
+        "    automation: on_cron\n"  # line 12
+        "  - name: from_stage\n"  # line 13
+        "    stage: silver\n"
+        "    source: {format: csv, connection: raw, path: b/*.csv}\n"
+        "    destination: {connection: lake, table: b}\n"
+        "  - name: scheduled\n"
+        "    stage: silver\n"
+        "    schedule: '0 3 * * *'\n"
+        "    source: {format: csv, connection: raw, path: c/*.csv}\n"
+        "    destination: {connection: lake, table: c}\n",
+        encoding="utf-8",
+    )
+    result = coolie("validate", str(path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{path}:12: own_rule.automation: on_cron needs a schedule" in result.stderr, result.stderr
+    assert (
+        f"{path}:13: from_stage.automation: on_cron (from stage silver's automation) needs a schedule"
+        in result.stderr
+    ), result.stderr
+    assert "scheduled" not in result.stderr
+    assert "2 problems" in result.stderr

@@ -123,3 +123,22 @@ def test_scaffolded_component_checks_and_reports_catalog_errors_with_file_and_li
     assert typo.returncode != 0
     assert "defs.yaml:3" in typo.stdout + typo.stderr
     assert "'catalgo' was unexpected" in typo.stdout + typo.stderr
+
+
+def test_any_dg_project_lists_the_coolie_component(tmp_path: Path) -> None:
+    """The `dagster_dg_cli.registry_modules` entry point in coolie's pyproject: `dg list
+    components` in a dg project that names no registry module still lists CoolieComponent
+    (needs coolie installed with its current metadata: `make setup`)."""
+    project = tmp_path / "plain_lake_project"
+    (project / "src" / "plain_lake" / "defs").mkdir(parents=True)
+    (project / "src" / "plain_lake" / "__init__.py").touch()
+    (project / "src" / "plain_lake" / "defs" / "__init__.py").touch()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "plain-lake"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
+        'dependencies = ["coolie"]\n\n[tool.dg]\ndirectory_type = "project"\n\n'
+        '[tool.dg.project]\nroot_module = "plain_lake"\n'
+    )
+    listed = _run([str(BIN / "dg"), "list", "components", "--json"], cwd=project, env=_env(tmp_path))
+    assert listed.returncode == 0, listed.stderr
+    keys = {item["key"] for item in json.loads(listed.stdout)["items"]}
+    assert "coolie_dagster.CoolieComponent" in keys, sorted(keys)

@@ -268,3 +268,206 @@ def test_window_runs_are_written_by_spark_tasks_with_polars_parity(
         assert_frame_equal(_table(right), _table(left), check_exact=True)
         last = DeltaTable(str(right))
         assert all(Path(u).parent.name.startswith("spark-") for u in last.file_uris())
+
+
+def test_replay_chunks_are_written_by_spark_tasks_with_polars_parity(
+    tmp_path: Path, spark: Any, spark_arrow_max_rows: Any
+) -> None:
+    """Each replay chunk replaces its window on Spark tasks (merge: latest row per key, deletes
+    left out), resumable by its app transaction — the same tables and chunks as on polars."""
+    spark_arrow_max_rows(0)
+    chunks = {}
+    for engine in ("polars", "spark"):
+        root = tmp_path / engine
+        _first(root / "raw")
+        document = _document(root, engine)
+        for flow in document["dataflows"]:
+            if flow["name"] == "current":  # a merge that can also replay by window
+                flow["partitions"] = {"column": "day", "every": "week", "start": "2024-01-01"}
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "catalog.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        loaded = load_catalog(root / "catalog.yaml")
+        with Driver(loaded) as driver:
+            assert driver.run(dataflows=["by_day", "current"]).ok
+        _second(root / "raw")
+        with Driver(loaded) as driver:
+            replays = driver.run_replay(
+                ["by_day", "current"], start=dt.date(2024, 1, 1), end=dt.date(2024, 1, 22)
+            )
+        assert all(r.status == "succeeded" for r in replays), [r.error for r in replays]
+        chunks[engine] = [(r.dataflow, c.window, c.status, c.rows) for r in replays for c in r.chunks]
+    assert chunks["spark"] == chunks["polars"]
+    assert len(chunks["spark"]) == 6
+    for name in ("by_day", "current"):
+        left, right = tmp_path / "polars" / "lake" / name, tmp_path / "spark" / "lake" / name
+        assert_frame_equal(_table(right), _table(left), check_exact=True)
+        table = DeltaTable(str(right))
+        # Every chunk committed files its Spark tasks wrote (never the driver).
+        assert all(Path(u).parent.name.startswith("spark-") for u in table.file_uris()), name
+        assert table.history(limit=1)[0].get("coolie.window") is not None  # the last chunk's commit
+
+
+def _bad(ids: list[int], *, version: int) -> pl.DataFrame:
+    """Rows breaking each quarantine rule (null name, unknown op, negative amount, no watermark)."""
+    rows = _rows(ids, version=version)
+    return rows.with_columns(
+        pl.when(pl.col("id") % 4 == 0).then(None).otherwise(pl.col("name")).alias("name"),
+        pl.when(pl.col("id") % 4 == 1).then(pl.lit("X")).otherwise(pl.col("op")).alias("op"),
+        pl.when(pl.col("id") % 4 == 2)
+        .then(-pl.col("amount") - 1)
+        .otherwise(pl.col("amount"))
+        .alias("amount"),
+        pl.when(pl.col("id") % 4 == 3).then(None).otherwise(pl.col("at")).alias("at"),
+    )
+
+
+def _quarantine_document(root: Path, engine: str) -> dict[str, Any]:
+    rules = [
+        {"kind": "not_null", "columns": ["name"]},
+        {"kind": "accepted_values", "column": "op", "values": ["U", "D"]},
+        {"kind": "expression", "name": "positive", "condition": "amount >= 0"},
+    ]
+    source = {"format": "parquet", "connection": "raw", "path": "*.parquet"}
+    lake = {"connection": "lake"}
+    flows: list[dict[str, Any]] = [
+        {"name": "checked", "destination": {**lake, "table": "checked", "load": "append"}},
+        {
+            "name": "checked_current",
+            "destination": {**lake, "table": "checked_current", "load": "merge", "merge_keys": ["id"]},
+            "partitions": {"column": "day", "every": "week", "start": "2024-01-01"},
+        },
+    ]
+    for flow in flows:
+        flow.update(
+            source=source, watermark_columns=["at"], quarantine={"rules": rules, "max_rejected": "50%"}
+        )
+    return {**_document(root, engine), "dataflows": flows}
+
+
+def test_quarantine_is_written_by_spark_tasks_with_polars_parity(
+    tmp_path: Path, spark: Any, spark_arrow_max_rows: Any
+) -> None:
+    """Rejected rows go to the quarantine table and good rows to the destination, each written by
+    Spark tasks and committed once (quarantine first) — on a first and an incremental batch (whose
+    rows without a watermark value are read by polars and quarantined in the same commit) and a
+    window run: the same tables, quarantine tables and counts as on polars."""
+    from coolie_core.windows import windows_covering
+
+    spark_arrow_max_rows(0)
+    counts: dict[str, list[tuple[Any, ...]]] = {}
+    for engine in ("polars", "spark"):
+        root = tmp_path / engine
+        (root / "raw").mkdir(parents=True)
+        pl.concat([_rows(list(range(200)), version=1), _bad(list(range(200, 240)), version=1)]).write_parquet(
+            root / "raw" / "a.parquet"
+        )
+        (root / "catalog.yaml").write_text(
+            yaml.safe_dump(_quarantine_document(root, engine), sort_keys=False), encoding="utf-8"
+        )
+        loaded = load_catalog(root / "catalog.yaml")
+        runs = []
+        with Driver(loaded) as driver:
+            first = driver.run()
+        assert first.ok, [(r.dataflow, r.error) for r in first.results if r.error]
+        pl.concat(
+            [_rows(list(range(0, 300, 7)), version=2), _bad(list(range(300, 320)), version=2)]
+        ).write_parquet(root / "raw" / "b.parquet")
+        with Driver(loaded) as driver:
+            second = driver.run()
+        assert second.ok, [(r.dataflow, r.error) for r in second.results if r.error]
+        flow = loaded.catalog.dataflow("checked_current")
+        assert flow.partitions is not None
+        (week, *_) = windows_covering(
+            flow.partitions, lo=dt.date(2024, 1, 8), hi_inclusive=dt.date(2024, 1, 8)
+        )
+        with Driver(loaded) as driver:
+            by_window = driver.run_one(flow, window=week)
+        assert by_window.status == "succeeded", by_window.error
+        for result in [*first.results, *second.results, by_window]:
+            runs.append(
+                (result.dataflow, result.rows_read, result.rows_written, result.rows_rejected,
+                 result.rows_without_watermark, json.dumps(result.rejected_by_rule, sort_keys=True))
+            )  # fmt: skip
+        counts[engine] = runs
+    assert counts["spark"] == counts["polars"]
+    assert all(run[3] > 0 for run in counts["spark"])  # every run quarantined rows
+    for name in ("checked", "checked_current"):
+        for folder in (Path("lake") / name, Path("lake") / "_quarantine" / name):
+            left, right = tmp_path / "polars" / folder, tmp_path / "spark" / folder
+            drop = [*SYSTEM_COLUMNS, "run_id", "quarantined_at"]
+            want = pl.read_delta(str(left)).drop(drop, strict=False).sort(pl.all())
+            have = pl.read_delta(str(right)).drop(drop, strict=False).sort(pl.all())
+            assert have.schema == want.schema, folder
+            assert_frame_equal(have, want, check_exact=True)
+            # Every file of the Spark tables was written by Spark tasks (never the driver).
+            uris = DeltaTable(str(right)).file_uris()
+            assert uris, folder
+            assert all(Path(u).parent.name.startswith("spark-") for u in uris), (folder, uris)
+        quarantined = DeltaTable(str(tmp_path / "spark" / "lake" / "_quarantine" / name))
+        assert len(quarantined.history()) == (3 if name == "checked_current" else 2)  # one commit per run
+
+
+def test_schema_evolution_is_committed_with_the_spark_written_files(
+    tmp_path: Path, spark: Any, spark_arrow_max_rows: Any
+) -> None:
+    """``schema_drift: evolve`` on Spark tasks: a batch with a new column is written by tasks and
+    ONE commit adds its files and the column to the table's schema, for every load — the same
+    tables (columns and their order included) and drift records as on polars."""
+    spark_arrow_max_rows(0)
+    for engine in ("polars", "spark"):
+        root = tmp_path / engine
+        document = _document(root, engine)
+        flows = document["dataflows"]
+        flows.append(
+            {
+                "name": "appended",
+                "source": flows[0]["source"],
+                "destination": {"connection": "lake", "table": "appended", "load": "append"},
+                "watermark_columns": ["at"],
+            }
+        )
+        for flow in flows:
+            flow["destination"]["schema_drift"] = "evolve"
+            flow.pop("transforms", None)  # the new column reaches every table
+        (root / "raw").mkdir(parents=True)
+        (root / "catalog.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        _rows(list(range(300)), version=1).write_parquet(root / "raw" / "a.parquet")
+        loaded = load_catalog(root / "catalog.yaml")
+        with Driver(loaded) as driver:
+            assert driver.run().ok
+        (root / "raw" / "a.parquet").unlink()  # the source's schema changes: a new column
+        changed = _rows(list(range(0, 300, 10)) + list(range(300, 330)), version=2)
+        changed.with_columns(pl.format("r{}", pl.col("id") % 3).alias("region")).write_parquet(
+            root / "raw" / "b.parquet"
+        )
+        with Driver(loaded) as driver:
+            second = driver.run()
+        assert second.ok, [(r.dataflow, r.error) for r in second.results if r.error]
+        drifts = {r.dataflow: r.schema_drift for r in second.results}
+        assert drifts["current"] == {"policy": "evolve", "new": ["region"], "missing": [], "retyped": {}}
+        if engine == "polars":
+            expected = drifts
+    assert drifts == expected
+    for name in ("snapshot", "by_day", "current", "history", "appended"):
+        left, right = tmp_path / "polars" / "lake" / name, tmp_path / "spark" / "lake" / name
+        want, have = pl.read_delta(str(left)), pl.read_delta(str(right))
+        assert have.columns == want.columns, name
+        assert "region" in have.columns, name
+        drop = [c for c in SYSTEM_COLUMNS if c in want.columns]
+        if name == "history":
+            # Older rows read a new column as null — closed versions included. (The Polars
+            # engine's delta-rs merge with merge_schema fills a closed version's new column
+            # from the batch's row instead: reported, so compared without that column here.)
+            closed = have.filter(~pl.col("is_current"))
+            assert closed.height == 30
+            assert closed["region"].null_count() == closed.height
+            assert have.filter(pl.col("is_current") & pl.col("region").is_null()).height == 300 - 30
+            drop.append("region")
+        assert_frame_equal(have.drop(drop).sort(pl.all()), want.drop(drop).sort(pl.all()), check_exact=True)
+        table = DeltaTable(str(right))
+        assert table.version() == 1, name  # the new column and the batch's files: one commit
+        assert all(Path(u).parent.name.startswith("spark-") for u in table.file_uris()), name
+        assert (
+            read_delta_watermark(right, dataflow=name).batch
+            == read_delta_watermark(left, dataflow=name).batch
+        )

@@ -239,3 +239,46 @@ def test_graph_errors_name_the_dataflows(
     assert any(fragment in i.message for i in found), [i.render() for i in found]
     assert {i.dataflow for i in found} <= names | {None}
     assert any(i.dataflow in names for i in found)
+
+
+def test_loading_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    """The loader pauses Python's cyclic collector while it parses (a speed measure): it is running
+    again after a load and after a refused catalog, and stays paused if the caller paused it."""
+    import gc
+
+    good = write(tmp_path, [flow("a")])
+    bad = write(tmp_path, [flow("a", schedule="often")], name="bad.yaml")
+    assert gc.isenabled()
+    load_catalog(good)
+    assert gc.isenabled()
+    with pytest.raises(CatalogError):
+        load_catalog(bad)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load_catalog(good)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_repeated_paths_resolve_the_same_and_escapes_are_refused_every_time(tmp_path: Path) -> None:
+    """Path resolution is cached per distinct path: a second catalog with the same paths gets the
+    same locations, and an escaping path is refused each time it is loaded (errors never cached)."""
+    path = write(tmp_path, [flow("a"), flow("b", src="lake/a")])
+    first, second = load_catalog(path), load_catalog(path)
+    assert first.lineage.upstream == second.lineage.upstream == {"a": frozenset(), "b": frozenset({"a"})}
+    escaping = write(tmp_path, [flow("a", dest="../outside")], name="escape.yaml")
+    for _ in range(2):
+        with pytest.raises(CatalogError, match=r"a\.destination\.table: .*escapes"):
+            load_catalog(escaping)
+
+
+def test_a_dumped_catalog_loads_again(tmp_path: Path) -> None:
+    """Every default spelled out (as ``model_dump`` writes it) is a valid catalog: e.g. the
+    landing-zone options at their defaults on a source that is no landing zone."""
+    demo = Path(__file__).resolve().parents[2] / "examples" / "demo" / "catalog.yaml"
+    document = load_catalog(demo).catalog.model_dump(mode="json", exclude_none=True)
+    again = tmp_path / "catalog.yaml"
+    again.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    assert load_catalog(again).catalog == load_catalog(demo).catalog
