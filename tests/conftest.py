@@ -29,12 +29,19 @@ def write_catalog(tmp_path: Path) -> WriteCatalog:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep every Spark test on one xdist worker (``make test`` runs ``--dist loadgroup``).
+    """Long work first, and every Spark test on one xdist worker (``make test``: ``--dist loadgroup``).
 
-    They share one standalone cluster per worker process: grouping them starts it once and
-    keeps two clusters from competing for the machine's cores.
+    The Spark tests share one standalone cluster per worker process: grouping them starts it once
+    and keeps two clusters from competing for the machine's cores. Sending that group and the
+    fault-injection trials out first lets the short tests fill the other worker, instead of one
+    long test finishing alone at the end.
     """
     spark_dir = Path(__file__).parent / "spark"
-    for item in items:
+
+    def rank(item: pytest.Item) -> int:
         if spark_dir in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.xdist_group("spark"))
+            return 0
+        return 1 if item.get_closest_marker("faults") or item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)  # stable: a module's tests keep their order

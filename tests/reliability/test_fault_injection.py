@@ -56,7 +56,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("COOLIE_FAULT_SEED", "20240611"))
-TRIALS = int(os.environ.get("COOLIE_FAULT_TRIALS", "50"))
+TRIALS = int(os.environ.get("COOLIE_FAULT_TRIALS", "30"))
 SCENARIOS = 4
 """Scenarios (data sets) per strategy; trials share their references."""
 WORKERS = 3
