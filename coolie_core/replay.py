@@ -133,10 +133,19 @@ def plan_replay(
     """Check a replay request and list its chunks (reads and writes nothing).
 
     Raises:
-        CatalogError: the dataflow cannot be replayed as asked (no partitions, scd2, ...).
+        CatalogError: the dataflow cannot be replayed as asked (no partitions, scd2, quarantine...).
     """
     check_window_run(loaded, flow)
     assert flow.partitions is not None
+    if flow.quarantine is not None:
+        # Replay chunks skip the run's quarantine split: refused rather than loading rejects.
+        raise _problem(
+            loaded,
+            flow,
+            "quarantine",
+            "replay does not apply quarantine rules yet; load these windows as Dagster partition "
+            "runs (a backfill) instead",
+        )
     if save_watermark and flow.watermark_columns != [flow.partitions.column]:
         raise _problem(
             loaded,

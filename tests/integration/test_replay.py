@@ -259,3 +259,22 @@ def test_window_run_of_an_append_dataflow_is_idempotent(tmp_path: Path) -> None:
     days = pl.read_delta(str(tmp_path / "lake" / "events"))["day"].sort().to_list()
     assert days == every_day(dt.date(2024, 2, 1), dt.date(2024, 3, 1))
     assert read_delta_watermark(tmp_path / "lake" / "events", dataflow="events").value is None
+
+
+def test_replay_of_a_quarantine_dataflow_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    """Replay chunks skip the quarantine split: rows the rules reject (and coolie's internal
+    columns) would reach the table. Until replay quarantines, it refuses, located."""
+    write_source(tmp_path, events(every_day(dt.date(2024, 1, 1), dt.date(2024, 3, 1))))
+    loaded = catalog(
+        tmp_path,
+        quarantine={
+            "max_rejected": 10,
+            "rules": [{"kind": "expression", "name": "even", "condition": "id % 2 = 0"}],
+        },
+    )
+    with Driver(loaded) as driver:
+        (result,) = driver.run_replay(["events"], start=dt.date(2024, 1, 1), end=dt.date(2024, 3, 1))
+    assert result.status == "failed", result
+    assert "catalog.yaml" in (result.error or ""), result.error
+    assert "events.quarantine" in (result.error or ""), result.error
+    assert not (tmp_path / "lake").exists()
