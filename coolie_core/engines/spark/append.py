@@ -21,7 +21,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F  # pyspark's own convention
 
-from coolie_core.engines.spark_types import delta_to_spark, spark_errors
+from coolie_core.engines.spark.convert import delta_to_spark, spark_errors
 from coolie_core.errors import TransientError, WriteError
 from coolie_core.faults import fault_point
 from coolie_core.io.delta import CommitInfo, WriteResult, _note_written, _wrap_errors, delta_table_exists

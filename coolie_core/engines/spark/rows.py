@@ -74,9 +74,9 @@ class SparkRows:
     def split_rejects(
         self, flow: Dataflow, *, run_id: str, window: str | None
     ) -> tuple[pl.DataFrame, Rejects]:
-        """Check the quarantine rules on Spark (:mod:`coolie_core.engines.spark_quarantine`): the
+        """Check the quarantine rules on Spark (:mod:`coolie_core.engines.spark.quarantine`): the
         good rows' stand-in and the rejects, whose rows stay on Spark until written."""
-        from coolie_core.engines.spark_quarantine import mark_rejects, spark_rejects
+        from coolie_core.engines.spark.quarantine import mark_rejects, spark_rejects
 
         assert flow.quarantine is not None
         # The rules' columns are checked (same errors) and the stand-in loses the internal columns.
@@ -96,7 +96,7 @@ class SparkRows:
         """Rows at or below the watermark maxima counted: rows reaching the source later wait."""
         from pyspark.sql import functions as F
 
-        from coolie_core.engines.spark_transforms import spark_literal
+        from coolie_core.engines.spark.transform import spark_literal
 
         types = {f.name: f.dataType for f in sdf.schema.fields}
         caps = self._maxima.row(0, named=True) if self._maxima.width else {}
@@ -121,9 +121,9 @@ class SparkRows:
         new columns to the table's schema)."""
         from pyspark.sql import functions as F
 
-        from coolie_core.engines.spark_delta import append_with_spark
-        from coolie_core.engines.spark_transforms import spark_literal
-        from coolie_core.engines.spark_write import append_evolving_with_spark
+        from coolie_core.engines.spark.append import append_with_spark
+        from coolie_core.engines.spark.transform import spark_literal
+        from coolie_core.engines.spark.write import append_evolving_with_spark
 
         sdf = self._sdf
         if DROPPED in sdf.columns:  # marked rows are counted, never written
@@ -146,12 +146,12 @@ class SparkRows:
     def _write(
         self, sdf: Any, path: Path, *, info: CommitInfo, like: pl.DataFrame, rows: int, evolve: bool
     ) -> WriteResult:
-        """overwrite, replace_window, merge, scd2 on Spark tasks (:mod:`coolie_core.engines.spark_write`)."""
+        """overwrite, replace_window, merge, scd2 on Spark tasks (:mod:`coolie_core.engines.spark.write`)."""
         from pyspark.sql import functions as F
 
-        from coolie_core.engines.spark_scd2 import scd2_with_spark
-        from coolie_core.engines.spark_types import ORDER
-        from coolie_core.engines.spark_write import (
+        from coolie_core.engines.spark.convert import ORDER
+        from coolie_core.engines.spark.scd2 import scd2_with_spark
+        from coolie_core.engines.spark.write import (
             merge_with_spark,
             overwrite_with_spark,
             replace_window_with_spark,

@@ -24,7 +24,7 @@ import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type in
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F  # pyspark's own convention
 
-from coolie_core.engines.spark_types import ORDER, arrow_for_spark, spark_errors, spark_schema, to_spark
+from coolie_core.engines.spark.convert import ORDER, arrow_for_spark, spark_errors, spark_schema, to_spark
 from coolie_core.errors import SourceError, TransientError
 from coolie_core.io.source_files import source_files
 from coolie_core.io.sources import SqlBound, read_source

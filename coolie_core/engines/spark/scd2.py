@@ -15,8 +15,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F  # pyspark's own convention
 from pyspark.sql.window import Window as SparkWindow
 
-from coolie_core.engines.spark_types import ORDER
-from coolie_core.engines.spark_write import (
+from coolie_core.engines.spark.convert import ORDER
+from coolie_core.engines.spark.write import (
     _FILE,
     TableFiles,
     _io_errors,

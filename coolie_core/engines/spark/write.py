@@ -14,7 +14,7 @@ Until that commit nothing is visible; an interrupted load leaves unreferenced fi
   the keys with each row's file) are rewritten without those keys; updated and inserted rows go
   to new files. The commit is made against the version read, so a concurrent commit that
   removed one of those files is a conflict (transient: the dataflow is retried);
-* scd2: :mod:`coolie_core.engines.spark_scd2`;
+* scd2: :mod:`coolie_core.engines.spark.scd2`;
 * ``schema_drift: evolve``: the new columns join the table's schema in the same commit
   (:func:`commit_load`).
 
@@ -39,8 +39,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F  # pyspark's own convention
 from pyspark.sql.window import Window as SparkWindow
 
-from coolie_core.engines.spark_delta import _add_actions, _delta_schema, _fields
-from coolie_core.engines.spark_types import ORDER, delta_to_spark, spark_errors
+from coolie_core.engines.spark.append import _add_actions, _delta_schema, _fields
+from coolie_core.engines.spark.convert import ORDER, delta_to_spark, spark_errors
 from coolie_core.errors import DataError, TransientError, WriteError
 from coolie_core.faults import fault_point
 from coolie_core.io.delta import (
@@ -283,7 +283,7 @@ def in_windows(
     column: str, windows: Sequence[tuple[Any, Any]], types: dict[str, Any], *, where: str, timezone: str
 ) -> Column:
     """True for rows inside any ``[lo, hi)`` window (false, never null, for a null ``column``)."""
-    from coolie_core.engines.spark_transforms import _bound
+    from coolie_core.engines.spark.transform import _bound
 
     parts = [
         (F.col(column) >= _bound(column, lo, types, where=where, timezone=timezone))

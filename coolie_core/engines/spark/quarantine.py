@@ -18,8 +18,8 @@ import polars as pl
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F  # pyspark's own convention
 
-from coolie_core.engines.spark_transforms import _as_text, _rejection, _sql, spark_literal
-from coolie_core.engines.spark_write import (
+from coolie_core.engines.spark.transform import _as_text, _rejection, _sql, spark_literal
+from coolie_core.engines.spark.write import (
     _check_rows,
     _io_errors,
     _new_folder,

@@ -9,10 +9,10 @@ Semantics are the Polars engine's (same catalog, same tables):
   ``arrow_max_rows`` rows for a Delta table without ``partition_by`` stays on Spark whatever its
   load — Spark tasks write the Parquet files (and rewrite the files a merge, scd2 or
   replace_window changes) and the driver commits removes + adds in ONE delta-rs commit
-  (:mod:`coolie_core.engines.spark_write`, :mod:`coolie_core.engines.spark_scd2`), holding only
+  (:mod:`coolie_core.engines.spark.write`, :mod:`coolie_core.engines.spark.scd2`), holding only
   metadata. Quarantine rules run in Spark and tasks write the rejects
-  (:mod:`coolie_core.engines.spark_quarantine`); ``schema_drift: evolve`` adds the new columns in
-  the data's commit (:func:`coolie_core.engines.spark_write.commit_load`). Smaller batches and
+  (:mod:`coolie_core.engines.spark.quarantine`); ``schema_drift: evolve`` adds the new columns in
+  the data's commit (:func:`coolie_core.engines.spark.write.commit_load`). Smaller batches and
   ``partition_by`` tables come back through Arrow as a polars DataFrame and are written by
   delta-rs, with the same atomic single-commit guarantees.
 
@@ -32,7 +32,7 @@ from typing import Any
 import polars as pl
 
 from coolie_core.engines.base import DistributedRows
-from coolie_core.engines.spark_rows import SparkRows
+from coolie_core.engines.spark.rows import SparkRows
 from coolie_core.errors import DataError
 from coolie_core.models import Catalog, Dataflow
 from coolie_core.quarantine import with_quarantine_columns
@@ -92,7 +92,7 @@ def _judge(sdf: Any, flow: Dataflow) -> Any:
 
     from pyspark.sql import functions as F
 
-    from coolie_core.engines.spark_transforms import _rejection
+    from coolie_core.engines.spark.transform import _rejection
 
     columns = flow.watermark_columns
     if not columns or any(c not in sdf.columns for c in columns):
@@ -163,8 +163,8 @@ class SparkEngine:
     ) -> tuple[Any, pl.Schema | None, int | None]:
         """The Spark DataFrame of the rows to load (lazy, with ORDER), their polars schema and an
         upper bound of their count when known without reading (the source's rows)."""
-        from coolie_core.engines.spark_sources import read_spark_source
-        from coolie_core.engines.spark_transforms import (
+        from coolie_core.engines.spark.read import read_spark_source
+        from coolie_core.engines.spark.transform import (
             apply_spark_transforms,
             spark_watermark_filter,
             spark_window_filter,
@@ -218,7 +218,7 @@ class SparkEngine:
     ) -> pl.DataFrame:
         """The rows a run of ``flow`` loads, computed by Spark, in input order, as polars types
         (``accounting``: with the marked rows, see :meth:`read_batch`)."""
-        from coolie_core.engines.spark_types import to_polars
+        from coolie_core.engines.spark.convert import to_polars
 
         sdf, target, _ = self._plan(catalog, flow, window=window, watermark=watermark, accounting=accounting)
         # Input order matters downstream (latest row per key, SCD2 ties): to_polars restores it.
@@ -236,8 +236,8 @@ class SparkEngine:
         """
         from pyspark.sql import functions as F
 
-        from coolie_core.engines.spark_types import ORDER, conform, to_polars
-        from coolie_core.engines.spark_write import dedup_keys
+        from coolie_core.engines.spark.convert import ORDER, conform, to_polars
+        from coolie_core.engines.spark.write import dedup_keys
 
         destination = flow.destination
         if destination.format != "delta" or destination.partition_by:
@@ -288,7 +288,7 @@ class SparkEngine:
         """
         from pyspark.sql import functions as F
 
-        from coolie_core.engines.spark_types import ORDER, conform, to_polars
+        from coolie_core.engines.spark.convert import ORDER, conform, to_polars
 
         left_out = scan_left_out(catalog, flow, watermark=watermark, new=new) if accounting else None
         extra = None if left_out is None else collect(left_out, dataflow=flow.name)

@@ -5,7 +5,7 @@ Same rules as :mod:`coolie_core.transforms` (the Polars engine):
 * casts are strict: a value that does not convert fails the run naming the column and the value;
   strptime formats (``%Y-%m-%d``) are translated to Spark datetime patterns;
 * ``dedup`` keeps the last row per key by ``order_by`` (nulls first), ties broken by input order
-  (the hidden :data:`~coolie_core.engines.spark_types.ORDER` column);
+  (the hidden :data:`~coolie_core.engines.spark.convert.ORDER` column);
 * ``hash``/``mask`` produce the same SHA-256 hex as polars: values are turned into the text polars
   gives them (natively for text, integers, booleans, dates and decimals; through polars itself in
   an Arrow UDF for floats and timestamps, whose text Spark spells differently);
@@ -34,7 +34,7 @@ from pyspark.sql.types import (
 )
 
 from coolie_core.casts import ISO_DATETIME
-from coolie_core.engines.spark_types import ORDER, polars_dtype_of, spark_errors
+from coolie_core.engines.spark.convert import ORDER, polars_dtype_of, spark_errors
 from coolie_core.errors import DataError
 from coolie_core.filters import _minus_lookback, coerce_bound
 from coolie_core.models import (
