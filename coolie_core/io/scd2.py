@@ -153,8 +153,15 @@ def write_scd2(
             *(pl.when(pl.col(_ACTION) == "fix").then(pl.col(k)).otherwise(None).alias(_MK + k) for k in keys),
         ]
     )
+    # A closed version reads a column new to the table as null, as every older row. delta-rs'
+    # merge with merge_schema copies a matched source row's new columns into the target row,
+    # whatever the update says (an explicit NULL included): the close rows carry nulls there.
     closes = joined.filter("__closes").select(
-        [*columns, pl.lit("close").alias(_ACTION), *(pl.col(k).alias(_MK + k) for k in keys)]
+        [
+            *(pl.col(c) if c in stored else pl.lit(None, dtype=joined.schema[c]).alias(c) for c in columns),
+            pl.lit("close").alias(_ACTION),
+            *(pl.col(k).alias(_MK + k) for k in keys),
+        ]
     )
     source = pl.concat([closes, inserts_and_fixes], how="vertical_relaxed")
     if source.height == 0:

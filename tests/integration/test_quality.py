@@ -264,6 +264,25 @@ def test_evolve_adds_the_new_columns(tmp_path: Path, write_catalog: Any, load: s
         assert frame.filter(pl.col("id").cast(pl.String) == "1")["colour"].to_list() == [None]
 
 
+def test_evolve_leaves_closed_scd2_versions_null_in_the_new_columns(
+    tmp_path: Path, write_catalog: Any
+) -> None:
+    """A version closed by a batch that brings a new column reads it as null, as every older row.
+
+    (delta-rs' merge with ``merge_schema`` copies the source row's new columns into a matched row
+    unless the update says otherwise: the closed version must not take the new version's value.)
+    """
+    flow: dict[str, Any] = {"destination": {"load": "scd2", "merge_keys": ["id"], "schema_drift": "evolve"}}
+    _, outcome = load_then_change(tmp_path, write_catalog, "id,amount,colour\n1,9.5,red\n", **flow)
+    result = outcome.result("orders")
+    assert result.status == "succeeded", result.error
+    frame = pl.read_delta(str(tmp_path / "lake" / "orders")).sort("is_current")
+    assert frame.select("amount", "colour", "is_current").rows() == [
+        ("1.5", None, False),
+        ("9.5", "red", True),
+    ]
+
+
 def test_ignore_drops_the_new_columns(tmp_path: Path, write_catalog: Any) -> None:
     _, outcome = load_then_change(
         tmp_path, write_catalog, "id,amount,colour\n2,2.5,red\n", destination={"schema_drift": "ignore"}
