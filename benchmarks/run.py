@@ -78,13 +78,15 @@ def _interleaved(
 # --------------------------------------------------------------------------- sections
 
 
-def throughput(work: Path, sizes: Sequence[int], repeat: int) -> list[dict[str, Any]]:
+def throughput(
+    work: Path, sizes: Sequence[int], repeat: int, cases: Sequence[str] = tuple(CASE_LABELS)
+) -> list[dict[str, Any]]:
     rows = []
     for n in sizes:
         _log(f"data for {n:,} rows")
         data = work / "data" / str(n)
         python_child("benchmarks.data", str(work / "data"), str(n))
-        for case in CASE_LABELS:
+        for case in (c for c in CASE_LABELS if c in cases):
             impls = ["coolie", "baseline_sys", "baseline"]
             impls += ["coolie_nosys"] if case in ("merge", "replace_window") else []
             _log(f"{case} at {n:,} rows: {', '.join(impls)} x{repeat}")
@@ -104,6 +106,7 @@ def throughput(work: Path, sizes: Sequence[int], repeat: int) -> list[dict[str, 
 IMPORTS = {
     "polars, deltalake": "import polars, deltalake",
     "coolie_core.driver": "import coolie_core.driver",
+    "coolie_core.driver, deltalake": "import coolie_core.driver, deltalake",  # what a run holds
     "coolie_core.cli": "import coolie_core.cli",
 }
 
@@ -392,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-rows", type=int, help="rows of the large-input case (default 30000000)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument(
+        "--cases", nargs="+", choices=list(CASE_LABELS), default=list(CASE_LABELS), help="throughput cases"
+    )
+    parser.add_argument(
         "--work", type=Path, default=Path(".bench"), help="data and scratch (default .bench/)"
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
@@ -414,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     if "noop" in args.only:
         results["noop"] = noop(work, noop_n, commits)
     if "throughput" in args.only:
-        results["throughput"] = throughput(work, rows, repeat)
+        results["throughput"] = throughput(work, rows, repeat, args.cases)
         results["imports"] = imports(repeat)
     if "memory" in args.only:
         results["memory"] = memory(work, budget_rows, budget_mb)

@@ -284,6 +284,9 @@ def _quality_note(item: "DataflowResult") -> str:
         notes.append(f"{item.files['loaded']} files loaded ({shown})")
         if item.files["pending"]:
             notes.append(f"{item.files['pending']} files pending")
+    if item.files and item.files.get("rejected"):  # on_bad_file: quarantine
+        shown = ", ".join(item.files["rejected_names"][:3])
+        notes.append(f"{item.files['rejected']} unreadable files quarantined ({shown})")
     if item.rows_rejected:
         notes.append(f"{item.rows_rejected} rows quarantined in {item.quarantine_table}")
     if item.status == "succeeded":  # a skipped run's reason already gives these numbers

@@ -32,12 +32,19 @@ from coolie_core.io.delta import CommitInfo, commit_empty, delta_table_exists, w
 from coolie_core.io.parquet import discard_uncommitted, write_parquet_folder
 from coolie_core.io.sources import empty_source, fingerprint_source, name_failed_file
 from coolie_core.io.stream import can_stream, stream_dataflow
-from coolie_core.landing import is_landing, pin_batch, plan_landing
+from coolie_core.io.stream_rewrite import can_stream_rewrite, stream_rewrite
+from coolie_core.landing import LandingBatch, is_landing, pin_batch, plan_landing, read_landing
 from coolie_core.locations import destination_storage
 from coolie_core.maintenance import MaintenanceResult, run_maintenance
 from coolie_core.models import Dataflow
 from coolie_core.planning import PlannedDataflow, plan_dataflows
-from coolie_core.quarantine import check_threshold, quarantine_location, split_rejects, write_quarantine
+from coolie_core.quarantine import (
+    Rejects,
+    check_threshold,
+    quarantine_location,
+    split_rejects,
+    write_quarantine,
+)
 from coolie_core.reading import NewData, new_data, split_marked, tally_counts
 from coolie_core.replay import (
     ChunkResult,
@@ -472,15 +479,27 @@ class Driver:
             new = new_data(catalog, flow, listed_after=state.listed_at, source=state.source)
 
         # ---- streaming path (coolie_core.io.stream): a polars append/overwrite to Delta goes from
-        # the source to the table batch by batch, in one commit, never collected whole.
-        if window is None and landing is None and can_stream(catalog, flow):
-            streamed = stream_dataflow(
+        # the source to the table batch by batch, in one commit, never collected whole; so does a
+        # merge or replace_window from columnar files into an existing table (io.stream_rewrite).
+        streamer = None
+        if window is None and landing is None:
+            if can_stream(catalog, flow):
+                streamer = stream_dataflow
+            elif can_stream_rewrite(catalog, flow, dest=dest):
+                streamer = stream_rewrite
+        if streamer is not None:
+            streamed = streamer(
                 catalog, flow, dest=dest, state=state, run_id=self.run_id, source=fingerprint,
                 new=new, listed_at=listed_at,
             )  # fmt: skip
             counted = replace(base, rows_read=streamed.rows_read, **tally_counts(streamed.tally))
-            if streamed.rows_written == 0:
-                return replace(counted, reason=_nothing_loaded(flow, counted))
+            if merged := streamed.tally.get("merged", 0):  # duplicate merge keys folded: latest wins
+                counted = replace(counted, rows_filtered=counted.rows_filtered + merged)
+            if streamed.rows_written == 0:  # a batch without rows may still be committed
+                return replace(
+                    counted, reason=_nothing_loaded(flow, counted), watermark_after=streamed.watermark,
+                    delta_version=streamed.version,
+                )  # fmt: skip
             drifted = streamed.drift is not None and streamed.drift.drifted
             return replace(
                 counted,
@@ -496,7 +515,19 @@ class Driver:
         engine = engine_for(catalog, flow)
         if window is None:
             # The batch's rows not to load come back marked (coolie_core.reading): counted here.
-            read = engine.read_batch(catalog, flow, watermark=wm_before, accounting=True, new=new)
+            if landing is None:
+                read = engine.read_batch(catalog, flow, watermark=wm_before, accounting=True, new=new)
+            else:  # unreadable files may be left out whole (on_bad_file: quarantine)
+                got, landing = read_landing(
+                    catalog, flow, landing,
+                    read=lambda files: engine.read_batch(catalog, flow, accounting=True, new=NewData(landing=files)),
+                )  # fmt: skip
+                base = replace(base, files=landing.summary())
+                if got is None:
+                    return self._bad_files_only(
+                        flow, base, landing, state=state, dest=dest, listed_at=listed_at
+                    )
+                read = got
             # A large Spark append stays on the executors; the shared steps use a schema stand-in.
             distributed = None if isinstance(read, pl.DataFrame) else read
             frame = read if isinstance(read, pl.DataFrame) else read.empty()
@@ -529,8 +560,9 @@ class Driver:
         batch = state.batch + 1
         if flow.quarantine is not None:
             frame, quarantined = self._quarantine(
-                flow, frame, window=window_text, batch=batch, distributed=distributed
-            )
+                flow, frame, window=window_text, batch=batch, distributed=distributed,
+                bad=None if landing is None else landing.bad_rejects(run_id=self.run_id),
+            )  # fmt: skip
             base = replace(base, **quarantined)
         accounts = None if window is not None else _accounts_of(base)
         info = CommitInfo(
@@ -682,15 +714,17 @@ class Driver:
         window: str | None,
         batch: int,
         distributed: DistributedRows | None = None,
+        bad: Rejects | None = None,
     ) -> tuple[pl.DataFrame, dict[str, Any]]:
         """Split off the rejected rows, record them, fail when there are too many (a distributed
-        batch is checked and its rejects written where its rows are)."""
+        batch is checked and its rejects written where its rows are). ``bad``: a landing batch's
+        unreadable files, written with its rejects (they are files, not rows: not counted)."""
         good, rejects = (
             split_rejects(frame, flow, run_id=self.run_id, window=window)
             if distributed is None
             else distributed.split_rejects(flow, run_id=self.run_id, window=window)
         )
-        if rejects.count == 0:
+        if rejects.count == 0 and bad is None:
             return good, {}
         table = quarantine_location(self.loaded.catalog, flow)
         details = {
@@ -703,12 +737,48 @@ class Driver:
         except DataError as exc:
             # A failed batch will be read again: record these rejects without the batch's key.
             write_quarantine(table, rejects, dataflow=flow.name, run_id=self.run_id, batch=None)
-            raise _Rejected(str(exc), details) from None
+            raise _Rejected(str(exc), details) from None  # bad files: found again by the retry
+        if bad is not None:
+            rejects = Rejects(pl.concat([rejects.rows, bad.rows], how="vertical_relaxed"), rejects.rows_read)
         write_quarantine(
             table, rejects, dataflow=flow.name, run_id=self.run_id, batch=None if window else batch
         )
         fault_point("after_quarantine", flow.name)
         return good, details
+
+    def _bad_files_only(
+        self,
+        flow: Dataflow,
+        base: DataflowResult,
+        landing: LandingBatch,
+        *,
+        state: StoredWatermark,
+        dest: StorageLocation,
+        listed_at: int,
+    ) -> DataflowResult:
+        """A landing batch whose every file is unreadable: quarantined and recorded, nothing read.
+
+        A first batch has no table to record its ledger in: then nothing is written, and the
+        files are quarantined with the first batch that loads rows.
+        """
+        names = ", ".join(f.key for f, _ in landing.bad[:3]) + (", ..." if len(landing.bad) > 3 else "")
+        count = f"{len(landing.bad)} unreadable file(s) ({names})"
+        if flow.destination.format == "delta" and not delta_table_exists(dest):
+            return replace(
+                base, reason=f"{count} and no other: quarantined with the first batch that loads rows"
+            )
+        batch = state.batch + 1
+        table = quarantine_location(self.loaded.catalog, flow)
+        bad = landing.bad_rejects(run_id=self.run_id)
+        assert bad is not None
+        write_quarantine(table, bad, dataflow=flow.name, run_id=self.run_id, batch=batch)
+        fault_point("after_quarantine", flow.name)
+        info = CommitInfo(
+            dataflow=flow.name, run_id=self.run_id, batch=batch, watermark=None, window=None, source=None,
+            listed_at=listed_at, accounts=_accounts_of(base), extra={FILES_KEY: landing.ledger(dest, batch=batch)},
+        )  # fmt: skip
+        result = self._record_empty(flow, replace(base, quarantine_table=str(table)), info=info, dest=dest)
+        return replace(result, reason=f"{count} quarantined, no other file")
 
     @staticmethod
     def _covering(flow: Dataflow, frame: pl.DataFrame) -> list[tuple[Any, Any]]:

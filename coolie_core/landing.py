@@ -25,6 +25,13 @@ the run fails naming them, nothing is written), ``reload`` (load the file again,
 ``ignore`` (leave it, report it, and record its new version with the next batch). Deleted files
 are ignored. Empty files (0 bytes, a CSV header alone...) are not loaded until they hold rows.
 
+A file that cannot be read as the source's format fails the batch naming it, unless
+``on_bad_file: quarantine``: then, only after the batch's read fails, each of its files is read
+alone; those that fail are left out whole (never half loaded), recorded in the quarantine table
+as one ``bad_file`` row each (with the batch's rejects, keyed by the batch) and in the ledger as
+handled (version prefixed ``bad:``), and the batch is read again without them. A quarantined
+file that changes is tried again as a new file.
+
 With quarantine, a batch's rejects commit before its rows; a retry of the batch reads exactly
 the files its first attempt picked (:func:`pin_batch`), so no file's bad rows are skipped.
 """
@@ -34,22 +41,26 @@ import functools
 import io
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 
 from coolie_core.errors import DataError, SourceError, WatermarkError
-from coolie_core.io.source_files import is_empty_file, read_json_file, scan_options
+from coolie_core.io.source_files import file_read_error, is_empty_file, read_json_file, scan_options
 from coolie_core.locations import connection_storage, destination_storage, source_storage
 from coolie_core.models import Catalog, Dataflow, FileSource
 from coolie_core.storage import ObjectInfo, StorageLocation, delta_table, delta_table_exists
 from coolie_core.transforms import sql_expr
 from coolie_core.watermarks import SqliteWatermarkStore, StoredWatermark, read_delta_watermark
 
+if TYPE_CHECKING:
+    from coolie_core.quarantine import Rejects
+
 __all__ = [
+    "BAD_FILE_RULE",
     "CHECKPOINT_EVERY",
     "FILE_COLUMN",
     "MODIFIED_COLUMN",
@@ -60,8 +71,11 @@ __all__ = [
     "pending_files",
     "pin_batch",
     "plan_landing",
+    "read_landing",
     "scan_landing",
 ]
+
+_T = TypeVar("_T")
 
 CHECKPOINT_EVERY = 256
 """Most file entries a batch record carries inline; past it, a new checkpoint takes them."""
@@ -70,6 +84,10 @@ MODIFIED_COLUMN = "_coolie_file_modified_at"
 NAMES_SHOWN = 10
 """How many loaded file names the run record and metadata list."""
 _FORMAT = 1
+BAD_FILE_RULE = "bad_file"
+"""The quarantine rule of a file that cannot be read (``on_bad_file: quarantine``)."""
+_BAD = "bad:"
+"""Prefix of a quarantined file's version in the ledger: handled, not loaded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +258,9 @@ class LandingBatch:
     """Empty files among the ones whose turn it was: not loaded until they hold rows."""
     matched: int = 0
     """Files the glob matched."""
+    bad: tuple[tuple[LandingFile, str], ...] = ()
+    """Files that cannot be read (``on_bad_file: quarantine``), with the reader's first error
+    line: left out, quarantined and recorded as handled with this batch."""
     _record: _Record = field(default_factory=lambda: _Record(None, (), 0), repr=False)
     _loaded: dict[str, str] = field(default_factory=dict, repr=False)
     _candidates: tuple[LandingFile, ...] = field(default=(), repr=False)
@@ -252,6 +273,8 @@ class LandingBatch:
             parts.append(f"{len(self.ignored)} changed file(s) ignored (on_changed_file: ignore)")
         if self.empty:
             parts.append(f"{self.empty} empty file(s) not loaded until they hold rows")
+        if self.bad:
+            parts.append(f"{len(self.bad)} unreadable file(s) quarantined (on_bad_file: quarantine)")
         return "; ".join(parts)
 
     def summary(self) -> dict[str, Any]:
@@ -263,11 +286,44 @@ class LandingBatch:
             "changed_ignored": len(self.ignored),
             "pending": self.pending,
             "empty": self.empty,
+            "rejected": len(self.bad),
+            "rejected_names": [f.key for f, _ in self.bad[:NAMES_SHOWN]],
         }
+
+    def bad_rejects(self, *, run_id: str) -> "Rejects | None":
+        """The quarantine rows of the unreadable files (one each), None when there are none."""
+        from coolie_core.quarantine import Rejects
+
+        if not self.bad:
+            return None
+        now = dt.datetime.now(dt.UTC)
+        rows = pl.DataFrame(
+            {
+                "run_id": [run_id] * len(self.bad),
+                "dataflow": [self.dataflow] * len(self.bad),
+                "window": [None] * len(self.bad),
+                "rule": [BAD_FILE_RULE] * len(self.bad),
+                "reason": [f"cannot read {f.uri}: {error}" for f, error in self.bad],
+                "raw_row": [json.dumps({"file": f.uri, "version": f.version}) for f, _ in self.bad],
+                "quarantined_at": [now] * len(self.bad),
+            },
+            schema={
+                "run_id": pl.String,
+                "dataflow": pl.String,
+                "window": pl.String,
+                "rule": pl.String,
+                "reason": pl.String,
+                "raw_row": pl.String,
+                "quarantined_at": pl.Datetime("us", "UTC"),
+            },
+        )
+        return Rejects(rows, 0)
 
     def ledger(self, dest: StorageLocation, *, batch: int) -> str:
         """The ledger to commit with this batch (writes a new checkpoint when one is due)."""
-        added = tuple((f.key, f.version) for f in (*self.files, *self.ignored))
+        added = tuple((f.key, f.version) for f in (*self.files, *self.ignored)) + tuple(
+            (f.key, _BAD + f.version) for f, _ in self.bad
+        )
         since = self._record.since + added
         total = len(self._loaded) + len({k for k, _ in added if k not in self._loaded})
         if len(since) <= CHECKPOINT_EVERY:
@@ -298,12 +354,19 @@ def plan_landing(
     new: list[tuple[LandingFile, ObjectInfo]] = []
     changed: list[tuple[LandingFile, ObjectInfo, str]] = []
     root = base.uri.rstrip("/") + "/"
+    cut = len(root)
     for info in listed:  # a hot loop over every file listed: objects only for the new ones
-        key = info.uri[len(root) :] if info.uri.startswith(root) else info.uri
-        version = _version(info)
+        uri = info.uri
+        key = uri[cut:] if uri.startswith(root) else uri
+        ns = info.modified_ns
+        version = f"{info.size}:{ns}" if ns is not None else _version(info)  # _version, inlined
         before = loaded.get(key)
         if before == version:
             continue
+        if before is not None and before.startswith(_BAD):
+            if before == _BAD + version:
+                continue  # quarantined, unchanged: handled
+            before = None  # a quarantined file that changed: tried again as a new file
         file = LandingFile(key, info.uri, version, _modified_ns(info))
         if before is None:
             new.append((file, info))
@@ -388,6 +451,47 @@ def scan_landing(catalog: Catalog, flow: Dataflow, *, files: Sequence[LandingFil
     if source.filter:
         lf = lf.filter(sql_expr(source.filter, where=f"{flow.name}.source.filter"))
     return lf
+
+
+def read_landing(
+    catalog: Catalog,
+    flow: Dataflow,
+    picked: LandingBatch,
+    *,
+    read: Callable[[tuple[LandingFile, ...]], _T],
+) -> tuple[_T | None, LandingBatch]:
+    """Read a batch's files with ``read``; with ``on_bad_file: quarantine``, without the ones
+    that cannot be read.
+
+    Only when the whole read fails are the files read alone, to find the bad ones; the batch is
+    then read again without them. Returns the rows (None when every file is bad) and the batch,
+    its unreadable files in ``bad``.
+
+    Raises:
+        Exception: the read's error, when the policy is ``fail`` or no file fails on its own.
+    """
+    source = flow.source
+    assert isinstance(source, FileSource)
+    try:
+        return read(picked.files), picked
+    except Exception as exc:
+        failed = exc if isinstance(exc, pl.exceptions.PolarsError) else exc.__cause__
+        if source.on_bad_file != "quarantine" or not isinstance(failed, pl.exceptions.PolarsError):
+            raise
+        location = source_storage(catalog, flow)
+        assert location is not None
+        bad = [
+            (f, error)
+            for f in picked.files
+            if (error := file_read_error(f.uri, source=source, location=location)) is not None
+        ]
+        if not bad:
+            raise
+    keys = {f.key for f, _ in bad}
+    kept = replace(
+        picked, files=tuple(f for f in picked.files if f.key not in keys), bad=picked.bad + tuple(bad)
+    )
+    return (read(kept.files) if kept.files else None), kept
 
 
 # ------------------------------------------------------------------------------ plan

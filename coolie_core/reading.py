@@ -128,12 +128,14 @@ def tally_counts(tally: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _transformed(lf: pl.LazyFrame, flow: Dataflow, *, accounting: bool) -> pl.LazyFrame:
+def _transformed(
+    lf: pl.LazyFrame, flow: Dataflow, *, accounting: bool, deferred_casts: bool = False
+) -> pl.LazyFrame:
     if flow.quarantine is not None:
         lf = with_quarantine_columns(lf)
     if accounting:
         lf = lf.with_columns(pl.lit(None, dtype=pl.String).alias(DROPPED))
-    return apply_transforms(lf, flow.transforms, dataflow=flow.name)
+    return apply_transforms(lf, flow.transforms, dataflow=flow.name, deferred_casts=deferred_casts)
 
 
 def _judge(lf: pl.LazyFrame, flow: Dataflow, *, late: bool) -> pl.LazyFrame:
@@ -269,8 +271,12 @@ def scan_frame(
     watermark: Watermark | None = None,
     accounting: bool = False,
     new: NewData | None = None,
+    deferred_casts: bool = False,
 ) -> pl.LazyFrame:
-    """:func:`read_frame`'s rows as a LazyFrame, not yet read (for streaming them to a writer)."""
+    """:func:`read_frame`'s rows as a LazyFrame, not yet read (for streaming them to a writer).
+
+    ``deferred_casts``: see :func:`coolie_core.transforms.apply_transforms`.
+    """
     if new is not None and new.landing:
         lf = scan_landing(catalog, flow, files=new.landing)
     else:
@@ -280,7 +286,7 @@ def scan_frame(
             sql_bounds=sql_bounds(flow, watermark, window),
             context={"watermark": watermark, "window": window},
         )
-    lf = _transformed(lf, flow, accounting=accounting)
+    lf = _transformed(lf, flow, accounting=accounting, deferred_casts=deferred_casts)
     schema = lf.collect_schema()
     if window is not None:
         if flow.partitions is None:
@@ -316,10 +322,15 @@ def scan_left_out(
     if not watermark or not new:
         return None
     extra = _transformed(_read_new(catalog, flow, new), flow, accounting=True)
-    expr = watermark_expr(watermark, flow.lookback, extra.collect_schema(), where=flow.name)
-    if expr is None:
+    schema = extra.collect_schema()
+    if watermark_expr(watermark, flow.lookback, schema, where=flow.name) is None:
         return None
-    return _judge(extra.filter(~expr.fill_null(False)), flow, late=True)
+    # The rows not newer in any column (each column older or null): ``~expr.fill_null(False)``
+    # in a form parquet statistics can prune, so the new files' row groups are not read again
+    # to find no late row (issue 17: ~15 ms a pass on 500k new rows, twice per batch).
+    newer = {c: watermark_expr({c: v}, flow.lookback, schema, where=flow.name) for c, v in watermark.items()}
+    not_newer = pl.all_horizontal(~e | pl.col(c).is_null() for c, e in newer.items() if e is not None)
+    return _judge(extra.filter(not_newer), flow, late=True)
 
 
 def _outputs(transform: Any) -> list[str]:

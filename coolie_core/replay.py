@@ -14,6 +14,12 @@ The production watermark is untouched unless ``save_watermark``: then, after the
 more commit sets it to the greatest partition value now in the replayed range, so the next
 incremental run (``>``) loads rows at or after the replay's end exactly once. That hand-over needs
 the dataflow's only watermark column to be its partition column.
+
+Quarantine (Polars engine): each chunk's rows are checked against the rules; the rejects are
+appended to the quarantine table *before* the chunk's rows, under the application transaction
+``coolie:<dataflow>:quarantine:replay:<id>`` with version = chunk number, so a replay resumed
+after a crash between the two commits neither writes them twice nor loses them.
+``max_rejected`` applies per chunk (the rejects stay recorded, the replay stops there).
 """
 
 import datetime as dt
@@ -33,7 +39,8 @@ from coolie_core.faults import fault_point
 from coolie_core.io.delta import CommitInfo, WriteResult, write_delta
 from coolie_core.io.sources import fingerprint_source
 from coolie_core.locations import destination_storage
-from coolie_core.models import Dataflow, PartitionSpec
+from coolie_core.models import Catalog, Dataflow, PartitionSpec
+from coolie_core.quarantine import check_threshold, quarantine_location, split_rejects
 from coolie_core.storage import (
     StorageLocation,
     delta_table,
@@ -65,6 +72,8 @@ class ChunkResult:
     rows: int = 0
     version: int | None = None
     error: str | None = None
+    rejected: int = 0
+    """Rows of the chunk its quarantine rules rejected (in the quarantine table)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ class ReplayResult:
             "chunks_committed": self.committed,
             "chunks_skipped": self.skipped,
             "rows_written": sum(c.rows for c in self.chunks),
+            "rows_rejected": sum(c.rejected for c in self.chunks),
             "windows": [c.window for c in self.chunks if c.status == "committed"],
             "error": self.error,
         }
@@ -137,14 +147,14 @@ def plan_replay(
     """
     check_window_run(loaded, flow)
     assert flow.partitions is not None
-    if flow.quarantine is not None:
-        # Replay chunks skip the run's quarantine split: refused rather than loading rejects.
+    if flow.quarantine is not None and loaded.catalog.engine_for(flow) == "spark":
+        # Spark chunks stay on the executors and skip the quarantine split: refused, not loaded.
         raise _problem(
             loaded,
             flow,
             "quarantine",
-            "replay does not apply quarantine rules yet; load these windows as Dagster partition "
-            "runs (a backfill) instead",
+            "replay applies quarantine rules on the polars engine only; replay with engine: polars "
+            "or load these windows as Dagster partition runs (a backfill)",
         )
     if save_watermark and flow.watermark_columns != [flow.partitions.column]:
         raise _problem(
@@ -245,6 +255,12 @@ def replay_dataflow(
                     emit(ChunkResult(window.key, "committed", written.rows_written, written.version))
                     fault_point("after_chunk", flow.name)
                     continue
+                rejected = 0
+                if flow.quarantine is not None:  # before the chunk's rows (see the module docs)
+                    frame, rejected = _quarantine_chunk(
+                        catalog, flow, frame, run_id=run_id, window=window.key,
+                        app=f"coolie:{flow.name}:quarantine:replay:{replay_id}", number=number,
+                    )  # fmt: skip
                 data = prepare_window_rows(flow, frame)
                 if flow.system_columns:
                     data = add_system_columns(
@@ -260,7 +276,11 @@ def replay_dataflow(
                     windows=[(window.lo, window.hi)],
                     window_timezone=spec.timezone,
                 )
-                emit(ChunkResult(window.key, "committed", written.rows_written, written.version))
+                emit(
+                    ChunkResult(
+                        window.key, "committed", written.rows_written, written.version, rejected=rejected
+                    )
+                )
                 fault_point("after_chunk", flow.name)
     except CoolieError as exc:
         return ReplayResult(flow.name, "failed", replay_id, chunks, error=str(exc))
@@ -271,6 +291,44 @@ def replay_dataflow(
     if save_watermark and windows:
         watermark = _hand_over(flow, dest, run_id=run_id, lo=windows[0].lo, hi=windows[-1].hi)
     return ReplayResult(flow.name, "succeeded", replay_id, chunks, watermark_after=watermark)
+
+
+def _quarantine_chunk(
+    catalog: Catalog,
+    flow: Dataflow,
+    frame: pl.DataFrame,
+    *,
+    run_id: str,
+    window: str,
+    app: str,
+    number: int,
+) -> tuple[pl.DataFrame, int]:
+    """Split a chunk's rejects off and record them once per replay and chunk.
+
+    Raises:
+        DataError: more rows rejected than ``max_rejected`` (they are recorded first).
+    """
+    from deltalake import CommitProperties, Transaction
+
+    good, rejects = split_rejects(frame, flow, run_id=run_id, window=window)
+    if rejects.count == 0:
+        return good, 0
+    table = quarantine_location(catalog, flow)
+    done = delta_table(table).transaction_version(app) if delta_table_exists(table) else None
+    if done is None or done < number:
+        properties = CommitProperties(
+            custom_metadata={
+                "coolie.dataflow": flow.name,
+                "coolie.run_id": run_id,
+                "coolie.kind": "quarantine",
+                "coolie.window": window,
+            },
+            app_transactions=[Transaction(app_id=app, version=number)],
+        )
+        rejects.append_to(table, properties=properties)
+        fault_point("after_quarantine", flow.name)
+    check_threshold(flow, rejects, table=table)
+    return good, rejects.count
 
 
 def _write_distributed(

@@ -11,7 +11,7 @@ import re
 
 import polars as pl
 
-from coolie_core.casts import cast_expr
+from coolie_core.casts import cast_expr, marked_cast
 from coolie_core.errors import DataError
 from coolie_core.models import (
     AggregateTransform,
@@ -169,7 +169,9 @@ def _hash_expr(columns: list[str]) -> pl.Expr:
     return pl.concat_str(parts, separator="\x1f").map_batches(_sha256, return_dtype=pl.String)
 
 
-def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str, marked: bool = True) -> pl.LazyFrame:
+def _apply(
+    lf: pl.LazyFrame, transform: Transform, *, where: str, marked: bool = True, deferred_casts: bool = False
+) -> pl.LazyFrame:
     schema = lf.collect_schema()
     internal = [c for c in (*INTERNAL_COLUMNS, DROPPED) if c in schema]
     judged = alive(schema)
@@ -190,10 +192,15 @@ def _apply(lf: pl.LazyFrame, transform: Transform, *, where: str, marked: bool =
             )
         if REJECT_RULE in schema:
             return _quarantined_casts(lf, transform, schema)
-        return lf.with_columns(
-            _cast_expr(c, t, transform.formats.get(c), schema, where=where).alias(c)
-            for c, t in transform.columns.items()
-        )
+        exprs: list[pl.Expr] = []
+        for c, t in transform.columns.items():
+            checked = (
+                marked_cast(c, t, transform.formats.get(c), schema, target=polars_dtype(t), where=where)
+                if deferred_casts
+                else None
+            )
+            exprs += checked or [_cast_expr(c, t, transform.formats.get(c), schema, where=where).alias(c)]
+        return lf.with_columns(exprs)
     if isinstance(transform, RenameTransform):
         need(transform.columns)
         return lf.rename(transform.columns)
@@ -296,8 +303,14 @@ def cdc_deleted(cdc: CdcSpec) -> pl.Expr:
     return pl.col(cdc.column).cast(pl.String).is_in(cdc.delete)
 
 
-def apply_transforms(lf: pl.LazyFrame, transforms: list[Transform], *, dataflow: str) -> pl.LazyFrame:
+def apply_transforms(
+    lf: pl.LazyFrame, transforms: list[Transform], *, dataflow: str, deferred_casts: bool = False
+) -> pl.LazyFrame:
     """Apply the catalog's transforms in order (lazily).
+
+    ``deferred_casts``: strict parses of text leave marker columns instead of a check of their
+    own; whoever collects the frame must pass every batch to
+    :func:`coolie_core.casts.raise_bad_casts` (the streaming path does).
 
     Raises:
         DataError: a transform names a missing column or holds invalid SQL.
@@ -307,7 +320,7 @@ def apply_transforms(lf: pl.LazyFrame, transforms: list[Transform], *, dataflow:
     marked = False
     for index, transform in enumerate(transforms):
         where = f"{dataflow}.transforms[{index}] ({transform.kind})"
-        lf = _apply(lf, transform, where=where, marked=marked)
+        lf = _apply(lf, transform, where=where, marked=marked, deferred_casts=deferred_casts)
         marked = marked or transform.kind not in ("cast", "rename", "derive")
     return lf
 

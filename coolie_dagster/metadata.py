@@ -45,6 +45,10 @@ def files_metadata(results: list[DataflowResult]) -> dict[str, Any]:
         "coolie/files_pending": int(summaries[-1]["pending"]),
         "coolie/files_first": dg.MetadataValue.json(names[:10]),
     }
+    rejected = [name for s in summaries for name in s.get("rejected_names", [])]
+    if rejected:  # on_bad_file: quarantine
+        metadata["coolie/files_rejected"] = sum(int(s["rejected"]) for s in summaries)
+        metadata["coolie/files_rejected_first"] = dg.MetadataValue.json(rejected[:10])
     if any(s["changed_ignored"] for s in summaries):
         metadata["coolie/files_changed_ignored"] = max(int(s["changed_ignored"]) for s in summaries)
     return metadata

@@ -23,6 +23,7 @@ __all__ = [
     "empty_source",
     "file_infos",
     "file_paths",
+    "file_read_error",
     "is_empty_file",
     "name_failed_file",
     "read_files",
@@ -212,6 +213,16 @@ def _read_whole(path: str, source: FileSource, location: StorageLocation) -> Non
         pl.scan_ndjson(path, **_scan_options(options, location)).collect()
     else:
         pl.read_json(_json_input(path, location), **options)
+
+
+def file_read_error(file: str, *, source: FileSource, location: StorageLocation) -> str | None:
+    """Why ``file``, read alone and whole as the source's format, cannot be read (the reader's
+    first error line); None when it reads. For landing zones' ``on_bad_file: quarantine``."""
+    try:
+        _read_whole(file, source, location)
+    except _READ_ERRORS as failed:
+        return _first_line(failed)
+    return None
 
 
 def name_failed_file(catalog: Catalog, flow: Dataflow, exc: BaseException) -> BaseException:

@@ -19,12 +19,13 @@ check, fault points and error messages.
 """
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
+from coolie_core.casts import BAD_CAST, raise_bad_casts
 from coolie_core.drift import SchemaChange, reconcile_schema, table_schema
 from coolie_core.faults import fault_point
 from coolie_core.io.delta import CommitInfo, commit_empty, delta_table_exists, write_delta_batches
@@ -35,14 +36,13 @@ from coolie_core.reading import (
     as_data_error,
     collect,
     scan_frame,
-    split_marked,
     tally_counts,
 )
 from coolie_core.storage import StorageLocation
 from coolie_core.transforms import DROPPED, add_system_columns
 from coolie_core.watermarks import StoredWatermark, Watermark, max_watermark
 
-__all__ = ["StreamedBatch", "can_stream", "stream_dataflow"]
+__all__ = ["StreamedBatch", "can_stream", "new_maxima", "stream_dataflow"]
 
 _ROWS = "__coolie_rows"
 
@@ -71,28 +71,34 @@ def can_stream(catalog: Catalog, flow: Dataflow) -> bool:
 
 
 _REASONS = ("filter", "dedup", "late", "no_watermark")
-_BATCH_ROWS = 65_536
+_KEEP_COLUMNS = ("cast", "rename", "derive", "filter")
+"""Transforms that keep every column (and row) they get: markers of deferred casts pass them."""
+_BATCH_ROWS = 16_384
 """Smaller batches are joined up to this many rows before delta-rs gets them: polars' own batches
 can be tiny (jsonl: ~2,300 rows) and each costs a fixed ~1.5 ms on its way to the writer (issue 17:
-+25% CPU on a jsonl append). Larger ones (parquet: ~125,000 rows) pass as they are."""
++25% CPU on a jsonl append). Larger ones (csv: ~22,000 rows, parquet: ~125,000) pass as they are.
+Joining up to 65,536 rows cost no less CPU and up to 30% more peak memory (csv, 1M rows)."""
 
 
-def _new_maxima(
-    lf: pl.LazyFrame, flow: Dataflow, previous: Watermark | None
-) -> tuple[int, Watermark | None, pl.LazyFrame, dict[str, int]]:
+def new_maxima(
+    lf: pl.LazyFrame, flow: Dataflow, previous: Watermark | None, *, extra: Sequence[pl.Expr] = ()
+) -> tuple[int, Watermark | None, pl.LazyFrame, dict[str, int], dict[str, Any]]:
     """Rows, new watermark and marked rows per reason of ``lf`` in one pass over the watermark
-    columns and the marks; ``lf`` capped at the new watermark."""
+    columns and the marks; ``lf`` capped at the new watermark; the values of the ``extra``
+    aggregates (by name) computed in the same pass."""
     columns = flow.watermark_columns
     schema = lf.collect_schema()
     present = [c for c in columns if c in schema]
     marked = [(pl.col(DROPPED) == r).sum().alias(f"__coolie_{r}") for r in _REASONS if DROPPED in schema]
     stats = collect(
-        lf.select(pl.len().alias(_ROWS), *(pl.col(c).max() for c in present), *marked), dataflow=flow.name
+        lf.select(pl.len().alias(_ROWS), *(pl.col(c).max() for c in present), *marked, *extra),
+        dataflow=flow.name,
     )
     rows = int(stats[_ROWS][0])
     tally = {r: int(stats[f"__coolie_{r}"][0]) for r in _REASONS if f"__coolie_{r}" in stats.columns}
+    values = {e.meta.output_name(): stats[e.meta.output_name()][0] for e in extra}
     if rows == 0:
-        return 0, previous, lf, tally
+        return 0, previous, lf, tally, values
     maxima = stats.select(present)
     watermark = max_watermark(maxima, columns, previous, dataflow=flow.name)  # names missing columns
     caps = [
@@ -100,32 +106,43 @@ def _new_maxima(
         for c in present
         if maxima[c][0] is not None
     ]
-    return rows, watermark, lf.filter(pl.all_horizontal(caps)) if caps else lf, tally
+    return rows, watermark, lf.filter(pl.all_horizontal(caps)) if caps else lf, tally, values
 
 
 def _batches(lf: pl.LazyFrame, tally: dict[str, int]) -> Iterator[pl.DataFrame]:
     """The rows to load, polars' streaming batches with small ones joined up to
     :data:`_BATCH_ROWS` (empty ones skipped); ``tally`` counts every row seen (``""``) and the
-    marked ones per reason."""
+    marked ones per reason. Deferred casts are checked on every batch (all rows, marked or not);
+    the marker columns are dropped once per batch handed on (~1,000 batches per 1M jsonl rows)."""
     pending: list[pl.DataFrame] = []
     held = 0
+    columns = lf.collect_schema().names()
+    markers = [c for c in columns if c.startswith(BAD_CAST)]
+    internal = [*markers, DROPPED] if DROPPED in columns else markers
+
+    def joined(frames: list[pl.DataFrame]) -> pl.DataFrame:
+        frame = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=True)
+        return frame.drop(internal) if internal else frame
+
     for frame in lf.collect_batches(engine="streaming", maintain_order=True, lazy=True):
+        raise_bad_casts(frame, markers)
         tally[""] = tally.get("", 0) + frame.height
-        load, marked = split_marked(frame)
-        for reason, n in marked.items():
-            tally[reason] = tally.get(reason, 0) + n
-        if not load.height:
+        if DROPPED in columns and (marks := frame.get_column(DROPPED)).null_count() != frame.height:
+            for reason, n in marks.drop_nulls().value_counts().iter_rows():
+                tally[str(reason)] = tally.get(str(reason), 0) + int(n)
+            frame = frame.filter(pl.col(DROPPED).is_null())
+        if not frame.height:
             continue
-        if not pending and load.height >= _BATCH_ROWS:
-            yield load  # large enough: passed on as it is, no copy
+        if not pending and frame.height >= _BATCH_ROWS:
+            yield joined([frame])  # large enough: passed on as it is, no copy
             continue
-        pending.append(load)
-        held += load.height
+        pending.append(frame)
+        held += frame.height
         if held >= _BATCH_ROWS:
-            yield pl.concat(pending, rechunk=True)
+            yield joined(pending)
             pending, held = [], 0
     if pending:
-        yield pl.concat(pending, rechunk=True)
+        yield joined(pending)
 
 
 def stream_dataflow(
@@ -156,16 +173,20 @@ def stream_dataflow(
             WriteError / TransientError: as :func:`coolie_core.io.delta.write_delta`.
     """
     previous = state.value if flow.watermark_columns else None
-    lf = scan_frame(catalog, flow, watermark=previous, accounting=True, new=new)
+    # Strict parses checked natively, in _batches (every row passes there: no watermark filter
+    # to leave rows out, no transform that drops or aggregates columns).
+    deferred = not flow.watermark_columns and all(t.kind in _KEEP_COLUMNS for t in flow.transforms)
+    lf = scan_frame(catalog, flow, watermark=previous, accounting=True, new=new, deferred_casts=deferred)
     rows_read, watermark, counted = -1, previous, dict[str, int]()
     if flow.watermark_columns:
-        rows_read, watermark, lf, counted = _new_maxima(lf, flow, previous)
+        rows_read, watermark, lf, counted, _ = new_maxima(lf, flow, previous)
         if rows_read == 0:
             return StreamedBatch(0, 0, previous, None)
     if flow.system_columns:
         lf = add_system_columns(lf, loaded_at=dt.datetime.now(dt.UTC), run_id=run_id)
+    markers = [c for c in lf.collect_schema().names() if c.startswith(BAD_CAST)]
     empty, drift = reconcile_schema(
-        pl.DataFrame(schema=lf.drop(DROPPED).collect_schema()),
+        pl.DataFrame(schema=lf.drop(DROPPED, *markers).collect_schema()),
         table_schema(dest, format="delta"),
         policy=flow.destination.schema_drift,
         dataflow=flow.name,
@@ -173,8 +194,8 @@ def stream_dataflow(
         format="delta",
         replace=flow.destination.load == "overwrite",
     )
-    if [*empty.columns, DROPPED] != lf.collect_schema().names():
-        lf = lf.select(*empty.columns, DROPPED)
+    if [*empty.columns, DROPPED, *markers] != lf.collect_schema().names():
+        lf = lf.select(*empty.columns, DROPPED, *markers)
 
     failures: list[BaseException] = []
     tally: dict[str, int] = {}

@@ -141,6 +141,11 @@ class Dataflow(_Model):
                     "watermark_columns: not with source.incremental: files, which loads every new file "
                     "whole whatever its rows' timestamps (order duplicate keys with a dedup transform)"
                 )
+            if getattr(self.source, "on_bad_file", "fail") == "quarantine" and self.quarantine is None:
+                raise ValueError(
+                    "source.on_bad_file: quarantine needs the dataflow's quarantine block (the table "
+                    "where unreadable files are recorded)"
+                )
             if load in ("overwrite", "replace_window"):
                 raise ValueError(
                     f"source.incremental: files loads each new file once, not with load {load} (it would "

@@ -27,6 +27,11 @@ class FileSource(_Model):
     on_changed_file: Literal["reload", "ignore", "fail"] = "fail"
     """``incremental: files``: a loaded file rewritten with another size, mtime or ETag: load it
     again whole (``reload``), leave it and report it (``ignore``) or fail the run (``fail``)."""
+    on_bad_file: Literal["fail", "quarantine"] = "fail"
+    """``incremental: files``: a file that cannot be read as ``format`` (corrupt parquet, a CSV row
+    that does not parse, truncated JSON) fails the batch naming it (``fail``), or is left out whole,
+    recorded in the quarantine table as one ``bad_file`` row and not tried again until it changes
+    (``quarantine``: needs the dataflow's ``quarantine`` block)."""
     file_columns: bool = False
     """``incremental: files``: add ``_coolie_source_file`` and ``_coolie_file_modified_at`` to each row."""
 
@@ -34,7 +39,12 @@ class FileSource(_Model):
     def _landing_options(self) -> Self:
         if self.incremental is None:
             # A default value is harmless (a dumped catalog spells every default out).
-            defaults = {"max_files_per_run": None, "on_changed_file": "fail", "file_columns": False}
+            defaults = {
+                "max_files_per_run": None,
+                "on_changed_file": "fail",
+                "on_bad_file": "fail",
+                "file_columns": False,
+            }
             given = [f for f, default in defaults.items() if getattr(self, f) != default]
             if given:
                 raise ValueError(f"{given[0]}: needs incremental: files")

@@ -105,3 +105,30 @@ def test_sensor_launches_until_the_backlog_is_loaded_and_metadata_names_files(
     assert tick() == []
     ids = pl.read_delta(str(tmp_path / "lake" / "events")).get_column("id").sort().to_list()
     assert ids == [0, 1, 2, 3]
+
+
+def test_metadata_names_the_quarantined_unreadable_files(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    path = write_catalog(tmp_path)
+    document = yaml.safe_load(path.read_text())
+    (spec,) = document["dataflows"]
+    spec["source"]["on_bad_file"] = "quarantine"
+    spec["quarantine"] = {"max_rejected": 0, "rules": [{"kind": "not_null", "columns": ["id"]}]}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    defs = build_definitions(path)
+    asset = next(
+        a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and "landing" in a.node_def.name
+    )
+    resources = {"coolie": defs.resources["coolie"]} if defs.resources else {}
+    drop(tmp_path, 0)
+    broken = tmp_path / "raw" / "drop" / "f1.csv"
+    broken.write_text("id,v\n1,2,3,4\n")
+    os.utime(broken, (CLOCK + 1, CLOCK + 1))
+    result = dg.materialize([asset], instance=instance, resources=resources)
+    (event,) = result.get_asset_materialization_events()
+    assert event.materialization is not None
+    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert metadata["coolie/files_loaded"] == 1
+    assert metadata["coolie/files_rejected"] == 1
+    assert metadata["coolie/files_rejected_first"] == ["drop/f1.csv"]

@@ -8,6 +8,7 @@ batch store) and versions prove that idle or failed runs committed nothing.
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 import yaml
 from deltalake import DeltaTable
 
-from coolie_core import landing
+from coolie_core import faults, landing
 from coolie_core.catalog import LoadedCatalog, load_catalog
 from coolie_core.driver import DataflowResult, Driver
 from coolie_core.errors import CatalogError
@@ -498,3 +499,182 @@ def test_a_retried_quarantined_batch_keeps_to_its_files(
     ok(run(loaded, tmp_path))
     assert pl.read_delta(str(tmp_path / "lake" / "_quarantine" / "events")).height == 2
     assert sorted(table(tmp_path).get_column("id").to_list()) == [0, 1, 2, 3, 4]
+
+
+# --------------------------------------------------------------------------- on_bad_file: quarantine
+
+CORRUPT = {
+    "csv": b"id,ts,v\n1,2,3,4,5\n",
+    "parquet": b"PAR1 not really",
+    "json": b'[{"id": 1, "ts',
+    "jsonl": b'{"id": 1, "ts": "2024-01-01", "v": "x"}\n{"id": 2, "ts',
+}
+
+
+def quarantined(tmp_path: Path) -> pl.DataFrame:
+    return pl.read_delta(str(tmp_path / "lake" / "_quarantine" / "events"))
+
+
+def bad_file_flow(**source: Any) -> dict[str, Any]:
+    spec = flow(on_bad_file="quarantine", **source)
+    spec["quarantine"] = {"max_rejected": 0, "rules": [{"kind": "not_null", "columns": ["id"]}]}
+    return spec
+
+
+def corrupt(tmp_path: Path, name: str, fmt: str, *, at: int) -> Path:
+    path = tmp_path / "raw" / "drop" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(CORRUPT[fmt])
+    os.utime(path, (CLOCK + at, CLOCK + at))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "json", "jsonl"])
+def test_on_bad_file_quarantine_loads_the_others_and_records_the_bad_one_once(
+    tmp_path: Path, fmt: str
+) -> None:
+    loaded = write_catalog(tmp_path, bad_file_flow(fmt=fmt))
+    drop(tmp_path, f"a.{fmt}", rows(range(3), "2024-01-01"), at=0, fmt=fmt)
+    broken = corrupt(tmp_path, f"b.{fmt}", fmt, at=1)
+    drop(tmp_path, f"c.{fmt}", rows(range(3, 5), "2024-01-01"), at=2, fmt=fmt)
+    first = ok(run(loaded, tmp_path))
+    assert (first.rows_read, first.rows_written, first.rows_rejected) == (5, 5, 0)
+    assert first.files is not None
+    assert (first.files["loaded"], first.files["rejected"]) == (2, 1)
+    assert first.files["rejected_names"] == [f"drop/b.{fmt}"]
+    assert sorted(table(tmp_path).get_column("id").to_list()) == [0, 1, 2, 3, 4]
+    bad = quarantined(tmp_path).row(0, named=True)
+    assert quarantined(tmp_path).height == 1
+    assert bad["rule"] == "bad_file"
+    assert str(broken) in bad["reason"], bad["reason"]
+    assert "Error" in bad["reason"], bad["reason"]
+    assert json.loads(bad["raw_row"])["file"] == str(broken)
+
+    # Handled: an idle rerun neither retries nor quarantines it again.
+    idle = run(loaded, tmp_path)
+    assert (idle.status, idle.reason) == ("skipped", "no new files")
+    assert version(tmp_path) == 0
+    assert quarantined(tmp_path).height == 1
+
+    # Fixed (rewritten): tried again as a new file, whatever on_changed_file says (default fail).
+    drop(tmp_path, f"b.{fmt}", rows(range(5, 7), "2024-01-02"), at=9, fmt=fmt)
+    fixed = ok(run(loaded, tmp_path))
+    assert fixed.files is not None
+    assert fixed.files["names"] == [f"drop/b.{fmt}"]
+    assert sorted(table(tmp_path).get_column("id").to_list()) == list(range(7))
+    assert quarantined(tmp_path).height == 1
+    assert run(loaded, tmp_path).reason == "no new files"
+
+
+def test_a_batch_of_only_bad_files_is_recorded_and_a_first_one_waits(tmp_path: Path) -> None:
+    loaded = write_catalog(tmp_path, bad_file_flow())
+    corrupt(tmp_path, "a.csv", "csv", at=0)
+    first = run(loaded, tmp_path)
+    assert first.status == "skipped", first
+    assert "quarantined with the first batch" in (first.reason or ""), first
+    assert not (tmp_path / "lake" / "events" / "_delta_log").exists(), "no table"
+    assert not (tmp_path / "lake" / "_quarantine").exists(), "no quarantine row"
+    drop(tmp_path, "b.csv", rows(range(3), "2024-01-01"), at=1)
+    second = ok(run(loaded, tmp_path))
+    assert second.files is not None
+    assert second.files["rejected_names"] == ["drop/a.csv"]
+    corrupt(tmp_path, "c.csv", "csv", at=2)
+    third = run(loaded, tmp_path)
+    assert third.status == "skipped", third
+    assert third.reason == "1 unreadable file(s) (drop/c.csv) quarantined, no other file"
+    assert version(tmp_path) == 1, "the ledger committed without rows"
+    assert sorted(quarantined(tmp_path).get_column("raw_row").to_list()) == sorted(
+        json.dumps({"file": str(tmp_path / "raw" / "drop" / n), "version": v})
+        for n, v in (
+            ("a.csv", quarantined_version(tmp_path, "a.csv")),
+            ("c.csv", quarantined_version(tmp_path, "c.csv")),
+        )
+    )
+    assert run(loaded, tmp_path).reason == "no new files"
+
+
+def quarantined_version(tmp_path: Path, name: str) -> str:
+    stat = (tmp_path / "raw" / "drop" / name).stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def test_a_bad_file_is_quarantined_once_across_a_failed_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bad file's row rides the batch's quarantine commit; the retry after a failure between
+    that commit and the data commit neither repeats it nor loses the good files."""
+    spec = bad_file_flow()
+    spec["retry"] = {"count": 0}
+    loaded = write_catalog(tmp_path, spec)
+    drop(tmp_path, "a.csv", rows(range(3), "2024-01-01"), at=0)
+    corrupt(tmp_path, "b.csv", "csv", at=1)
+    monkeypatch.setattr(faults, "_raised", Counter())  # the fault's count is per process
+    monkeypatch.setenv("COOLIE_FAULT", "oserror:after_quarantine:landing:1")
+    assert run(loaded, tmp_path).status == "failed"
+    monkeypatch.delenv("COOLIE_FAULT")
+    assert quarantined(tmp_path).height == 1
+    retry = ok(run(loaded, tmp_path))
+    assert retry.files is not None
+    assert retry.files["rejected"] == 1
+    assert quarantined(tmp_path).height == 1
+    assert sorted(table(tmp_path).get_column("id").to_list()) == [0, 1, 2]
+    assert run(loaded, tmp_path).reason == "no new files"
+
+
+def test_a_bad_file_fails_the_batch_by_default_even_with_quarantine(tmp_path: Path) -> None:
+    spec = bad_file_flow()
+    del spec["source"]["on_bad_file"]
+    loaded = write_catalog(tmp_path, spec)
+    drop(tmp_path, "a.csv", rows(range(3), "2024-01-01"), at=0)
+    corrupt(tmp_path, "b.csv", "csv", at=1)
+    failed = run(loaded, tmp_path)
+    assert failed.status == "failed", failed
+    assert "b.csv" in (failed.error or ""), failed
+    assert not (tmp_path / "lake" / "events" / "_delta_log").exists()
+    assert not (tmp_path / "lake" / "_quarantine").exists()
+
+
+def test_on_bad_file_quarantine_needs_a_quarantine_block(tmp_path: Path) -> None:
+    text = """\
+version: 1
+connections:
+  raw: {kind: files, path: raw}
+  lake: {kind: delta, path: lake}
+dataflows:
+  - name: no_table
+    source: {format: csv, connection: raw, path: "*.csv", incremental: files,
+             on_bad_file: quarantine}
+    destination: {connection: lake, table: a, load: append}
+  - name: no_mode
+    source: {format: csv, connection: raw, path: "*.csv", on_bad_file: quarantine}
+    destination: {connection: lake, table: b, load: append}
+"""
+    path = tmp_path / "catalog.yaml"
+    path.write_text(text)
+    with pytest.raises(CatalogError) as info:
+        load_catalog(path)
+    message = str(info.value)
+    expected = [
+        ("catalog.yaml:", "no_table.source.on_bad_file", "needs the dataflow's quarantine block"),
+        ("catalog.yaml:11: ", "no_mode.source.on_bad_file", "needs incremental: files"),
+    ]
+    for where, field, what in expected:
+        line = next((line for line in message.splitlines() if field in line), None)
+        assert line is not None, (field, message)
+        assert where in line, (field, message)
+        assert what in line, (field, message)
+
+
+@pytest.mark.e2e
+def test_the_cli_names_the_quarantined_files(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    write_catalog(tmp_path, bad_file_flow())
+    drop(tmp_path, "a.csv", rows(range(3), "2024-01-01"), at=0)
+    corrupt(tmp_path, "b.csv", "csv", at=1)
+    cmd = [sys.executable, "-m", "coolie_core.cli", "run", str(tmp_path / "catalog.yaml")]
+    cmd += ["--state-dir", str(tmp_path / "state")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 unreadable files quarantined (drop/b.csv)" in " ".join(done.stdout.split()), done.stdout

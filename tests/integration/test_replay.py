@@ -261,20 +261,109 @@ def test_window_run_of_an_append_dataflow_is_idempotent(tmp_path: Path) -> None:
     assert read_delta_watermark(tmp_path / "lake" / "events", dataflow="events").value is None
 
 
-def test_replay_of_a_quarantine_dataflow_is_refused_and_writes_nothing(tmp_path: Path) -> None:
-    """Replay chunks skip the quarantine split: rows the rules reject (and coolie's internal
-    columns) would reach the table. Until replay quarantines, it refuses, located."""
-    write_source(tmp_path, events(every_day(dt.date(2024, 1, 1), dt.date(2024, 3, 1))))
-    loaded = catalog(
-        tmp_path,
-        quarantine={
-            "max_rejected": 10,
-            "rules": [{"kind": "expression", "name": "even", "condition": "id % 2 = 0"}],
-        },
-    )
+QUARANTINE_ODD = {
+    "max_rejected": "60%",
+    "rules": [{"kind": "expression", "name": "even", "condition": "id % 2 = 0"}],
+}
+
+
+def quarantined(tmp_path: Path) -> pl.DataFrame:
+    return pl.read_delta(str(tmp_path / "lake" / "_quarantine" / "events"))
+
+
+def replay(loaded: LoadedCatalog, start: dt.date, end: dt.date) -> Any:
     with Driver(loaded) as driver:
-        (result,) = driver.run_replay(["events"], start=dt.date(2024, 1, 1), end=dt.date(2024, 3, 1))
-    assert result.status == "failed", result
-    assert "catalog.yaml" in (result.error or ""), result.error
-    assert "events.quarantine" in (result.error or ""), result.error
-    assert not (tmp_path / "lake").exists()
+        (result,) = driver.run_replay(["events"], start=start, end=end)
+    return result
+
+
+def test_replay_of_a_quarantine_dataflow_quarantines_each_chunk_once(tmp_path: Path) -> None:
+    """Each chunk's rejects go to the quarantine table (with their window), the good rows to the
+    table without coolie's internal columns; a finished replay run again writes nothing."""
+    write_source(tmp_path, events(every_day(dt.date(2024, 1, 1), dt.date(2024, 3, 1))))  # ids 0..59
+    loaded = catalog(tmp_path, quarantine=QUARANTINE_ODD)
+    result = replay(loaded, dt.date(2024, 1, 1), dt.date(2024, 3, 1))
+    assert result.status == "succeeded", result.error
+    assert [(c.window, c.rows, c.rejected) for c in result.chunks] == [
+        ("2024-01-01", 16, 15),
+        ("2024-02-01", 14, 15),
+    ]
+    assert result.to_record("r")["rows_rejected"] == 30
+    target = pl.read_delta(str(tmp_path / "lake" / "events"))
+    assert target.columns == ["id", "day", "tag"]
+    assert target["id"].sort().to_list() == list(range(0, 60, 2))
+    rejects = quarantined(tmp_path)
+    ids = sorted(json.loads(raw)["id"] for raw in rejects["raw_row"].to_list())
+    assert ids == list(range(1, 60, 2))
+    assert sorted(set(rejects["window"].to_list())) == ["2024-01-01", "2024-02-01"]
+    assert set(rejects["rule"].to_list()) == {"even"}
+
+    again = replay(loaded, dt.date(2024, 1, 1), dt.date(2024, 3, 1))
+    assert (again.status, again.committed, again.skipped) == ("succeeded", 0, 2)
+    assert quarantined(tmp_path).height == 30
+
+
+def test_a_replay_failed_between_the_quarantine_and_the_chunk_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first chunk's rejects are committed, then the replay fails before its rows: the rerun
+    commits the rows and does not quarantine the rejects again."""
+    from collections import Counter
+
+    from coolie_core import faults
+
+    write_source(tmp_path, events(every_day(dt.date(2024, 1, 1), dt.date(2024, 3, 1))))
+    loaded = catalog(tmp_path, quarantine=QUARANTINE_ODD)
+    monkeypatch.setattr(faults, "_raised", Counter())  # the fault's count is per process
+    monkeypatch.setenv("COOLIE_FAULT", "oserror:after_quarantine:events:1")
+    failed = replay(loaded, dt.date(2024, 1, 1), dt.date(2024, 3, 1))
+    assert failed.status == "failed", failed
+    assert "injected I/O error" in (failed.error or ""), failed.error
+    assert quarantined(tmp_path).height == 15
+    assert not (tmp_path / "lake" / "events" / "_delta_log").exists()
+    monkeypatch.delenv("COOLIE_FAULT")
+
+    resumed = replay(loaded, dt.date(2024, 1, 1), dt.date(2024, 3, 1))
+    assert resumed.status == "succeeded", resumed.error
+    assert [c.rejected for c in resumed.chunks] == [15, 15]
+    ids = sorted(json.loads(raw)["id"] for raw in quarantined(tmp_path)["raw_row"].to_list())
+    assert ids == list(range(1, 60, 2)), "each reject exactly once"
+    target = pl.read_delta(str(tmp_path / "lake" / "events"))
+    assert target["id"].sort().to_list() == list(range(0, 60, 2))
+
+
+def test_replay_applies_max_rejected_per_chunk(tmp_path: Path) -> None:
+    """January is clean, February breaks the rule too often: January is replayed, the replay
+    stops at February with its rejects recorded (once, also when run again)."""
+    days = every_day(dt.date(2024, 1, 1), dt.date(2024, 3, 1))
+    source = events(days).with_columns(
+        pl.when(pl.col("day") >= dt.date(2024, 2, 20))
+        .then(pl.lit("bad"))
+        .otherwise(pl.col("tag"))
+        .alias("tag")
+    )
+    write_source(tmp_path, source)
+    quarantine = {
+        "max_rejected": 5,
+        "rules": [{"kind": "accepted_values", "column": "tag", "values": ["src"]}],
+    }
+    loaded = catalog(tmp_path, quarantine=quarantine)
+    for _ in range(2):
+        result = replay(loaded, dt.date(2024, 1, 1), dt.date(2024, 3, 1))
+        assert result.status == "failed", result
+        assert "more than quarantine.max_rejected 5" in (result.error or ""), result.error
+        assert quarantined(tmp_path).height == 10
+    target = pl.read_delta(str(tmp_path / "lake" / "events"))
+    assert target["day"].sort().to_list() == every_day(dt.date(2024, 1, 1), dt.date(2024, 2, 1))
+
+
+def test_replay_of_a_quarantine_dataflow_on_spark_is_refused(tmp_path: Path) -> None:
+    from coolie_core.errors import CatalogError
+    from coolie_core.replay import plan_replay
+
+    write_source(tmp_path, events(every_day(dt.date(2024, 1, 1), dt.date(2024, 3, 1))))
+    loaded = catalog(tmp_path, quarantine=QUARANTINE_ODD, engine="spark")
+    with pytest.raises(CatalogError) as info:
+        plan_replay(loaded, loaded.catalog.dataflow("events"), start=dt.date(2024, 1, 1), end=None)
+    assert "events.quarantine" in str(info.value)
+    assert "polars engine only" in str(info.value)

@@ -8,7 +8,8 @@ is killed — at a named point (``COOLIE_FAULT``) or a random moment after the s
 clean reference before or after drop ``s``; one recovery run must make them the reference after
 ``s``; the remaining drops must end at the reference's final state, the Delta log must hold every
 batch once, and an idle rerun must commit nothing. References come from clean in-process runs of
-the same drops with the same modification times.
+the same drops with the same modification times. Now and then a file is corrupt: with
+``on_bad_file: quarantine`` it is one quarantine row, recorded with its batch, never retried.
 """
 
 import os
@@ -51,7 +52,8 @@ POINTS = {
 
 def drops_for(rng: random.Random, load: str) -> list[list[list[dict[str, Any]]]]:
     """``DROPS`` drops of 1-3 files of 1-4 rows; timestamps anywhere in 2020-2024 (so later drops
-    are often older than what is loaded); now and then a row without ``v`` (quarantined)."""
+    are often older than what is loaded); now and then a row without ``v`` (quarantined) and a
+    corrupt file (no rows: see :func:`write_drop`)."""
     drops, next_id = [], 0
     for d in range(DROPS):
         files = []
@@ -63,7 +65,7 @@ def drops_for(rng: random.Random, load: str) -> list[list[list[dict[str, Any]]]]
                 bad = rng.random() < 0.15
                 day = f"{rng.randint(2020, 2024)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}"
                 rows.append({"id": key, "ts": day, "v": None if bad else f"d{d}f{f}r{len(rows)}"})
-            files.append(rows)
+            files.append([] if rng.random() < 0.15 else rows)
         drops.append(files)
     return drops
 
@@ -72,7 +74,10 @@ def write_drop(root: Path, index: int, files: list[list[dict[str, Any]]]) -> Non
     for f, rows in enumerate(files):
         path = root / "raw" / "drop" / f"d{index}-f{f}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        pl.DataFrame(rows, schema={"id": pl.Int64, "ts": pl.String, "v": pl.String}).write_csv(path)
+        if not rows:  # a corrupt file: a row with more fields than the header
+            path.write_text("id,ts,v\n1,2,3,4,5\n")
+        else:
+            pl.DataFrame(rows, schema={"id": pl.Int64, "ts": pl.String, "v": pl.String}).write_csv(path)
         stamp = CLOCK + index * 100 + f
         os.utime(path, (stamp, stamp))
 
@@ -94,6 +99,7 @@ def write_catalog(root: Path, load: str) -> Path:
                     "connection": "raw",
                     "path": "drop/*.csv",
                     "incremental": "files",
+                    "on_bad_file": "quarantine",
                 },
                 "transforms": [{"kind": "cast", "columns": {"id": "int64", "ts": "date", "v": "string"}}],
                 "destination": destination,
@@ -126,7 +132,8 @@ def snapshot(root: Path, canonical: Canonical) -> State:
         if delta_table_exists(quarantine)
         else []
     )
-    return rows, Counter(raw)
+    # A bad file's row names it by path: the same file in the reference's folder is the same.
+    return rows, Counter(r.replace(str(root), "<root>") for r in raw)
 
 
 def same(a: State, b: State) -> bool:

@@ -6,15 +6,17 @@ Semantics are the Polars engine's (same catalog, same tables):
   produce — a table gets the same columns and types from either engine;
 * the driver keeps the shared steps (watermark maximum, system columns, schema drift, quarantine
   threshold, commit metadata): a batch, window run or replay chunk of more than
-  ``arrow_max_rows`` rows for a Delta table without ``partition_by`` stays on Spark whatever its
-  load — Spark tasks write the Parquet files (and rewrite the files a merge, scd2 or
-  replace_window changes) and the driver commits removes + adds in ONE delta-rs commit
+  ``arrow_max_rows`` rows for a Delta table stays on Spark whatever its load — Spark tasks write
+  the Parquet files (Hive-style partition folders for ``partition_by``:
+  :mod:`coolie_core.engines.spark.files`; and rewrite the files a merge, scd2 or replace_window
+  changes) and the driver commits removes + adds in ONE delta-rs commit
   (:mod:`coolie_core.engines.spark.write`, :mod:`coolie_core.engines.spark.scd2`), holding only
   metadata. Quarantine rules run in Spark and tasks write the rejects
   (:mod:`coolie_core.engines.spark.quarantine`); ``schema_drift: evolve`` adds the new columns in
-  the data's commit (:func:`coolie_core.engines.spark.write.commit_load`). Smaller batches and
-  ``partition_by`` tables come back through Arrow as a polars DataFrame and are written by
-  delta-rs, with the same atomic single-commit guarantees.
+  the data's commit (:func:`coolie_core.engines.spark.write.commit_load`). Smaller batches,
+  parquet-folder destinations and partition columns whose values tasks cannot write as delta-rs
+  does (:func:`coolie_core.engines.spark.files.partitionable`) come back through Arrow as a polars
+  DataFrame and are written by delta-rs, with the same atomic single-commit guarantees.
 
 The session: the one handed over with :meth:`SparkEngine.use_session` (Dagster's pyspark resource
 does this), else the process' active session, else a new one from :func:`spark_config`
@@ -105,6 +107,15 @@ def _judge(sdf: Any, flow: Dataflow) -> Any:
         reason = F.lit(f"no watermark value ({', '.join(columns)} null)")
         return sdf.withColumns(_rejection("watermark", reason, living & missing))
     return sdf.withColumn(DROPPED, F.when(living & missing, F.lit("no_watermark")).otherwise(F.col(DROPPED)))
+
+
+def _on_tasks(target: pl.Schema, flow: Dataflow) -> bool:
+    """Whether Spark tasks can write rows of ``target`` to the destination: the partition columns'
+    values are written exactly as delta-rs writes them
+    (:func:`coolie_core.engines.spark.files.partitionable`)."""
+    from coolie_core.engines.spark.files import partitionable
+
+    return all(c in target and partitionable(target[c]) for c in flow.destination.partition_by)
 
 
 class SparkEngine:
@@ -230,21 +241,25 @@ class SparkEngine:
         """The rows of a window run, ready to replace the window (a merge's latest row per key
         without the change feed's deletes, as :func:`coolie_core.replay.prepare_window_rows`).
 
-        More than ``arrow_max_rows`` rows for a Delta table without ``partition_by`` stay on Spark
+        More than ``arrow_max_rows`` rows for a Delta table stay on Spark
         (:class:`SparkRows`, whose ``tally`` counts the folded duplicates); else the rows read
         come back as polars, to be prepared by the driver.
         """
         from pyspark.sql import functions as F
 
         from coolie_core.engines.spark.convert import ORDER, conform, to_polars
-        from coolie_core.engines.spark.write import dedup_keys
+        from coolie_core.engines.spark.merge import dedup_keys
 
         destination = flow.destination
-        if destination.format != "delta" or destination.partition_by:
+        if destination.format != "delta":
             return self.read_frame(catalog, flow, window=window)
         sdf, target, at_most = self._plan(catalog, flow, window=window, watermark=None)
         where = f"dataflow {flow.name}"
-        if target is None or (at_most is not None and at_most <= self.arrow_max_rows):
+        if (
+            target is None
+            or not _on_tasks(target, flow)
+            or (at_most is not None and at_most <= self.arrow_max_rows)
+        ):
             return to_polars(sdf, target, where=where)
         present = [c for c in flow.watermark_columns if c in target]
         stats = to_polars(
@@ -279,7 +294,7 @@ class SparkEngine:
         new: NewData | None = None,
     ) -> pl.DataFrame | DistributedRows:
         """The rows of an incremental run. A batch of more than ``arrow_max_rows`` rows for a
-        Delta table without ``partition_by`` stays on Spark (:class:`SparkRows`), whatever its
+        Delta table stays on Spark (:class:`SparkRows`), whatever its
         load, quarantine or drift policy; the rest comes back as polars.
 
         ``accounting``/``new``: as :func:`coolie_core.reading.read_frame` — the rows a declared
@@ -297,13 +312,17 @@ class SparkEngine:
             return frame if extra is None else pl.concat([frame, extra], how="diagonal_relaxed")
 
         destination = flow.destination
-        if destination.format != "delta" or destination.partition_by:
+        if destination.format != "delta":
             return with_extra(self.read_frame(catalog, flow, watermark=watermark, accounting=accounting))
         sdf, target, at_most = self._plan(
             catalog, flow, window=None, watermark=watermark, accounting=accounting
         )
         where = f"dataflow {flow.name}"
-        if target is None or (at_most is not None and at_most <= self.arrow_max_rows):
+        if (
+            target is None
+            or not _on_tasks(target, flow)
+            or (at_most is not None and at_most <= self.arrow_max_rows)
+        ):
             return with_extra(to_polars(sdf, target, where=where))  # small for sure: no need to count first
         ordered, sdf = sdf, sdf.drop(ORDER)  # input order matters to merge and scd2 (latest row)
         present = [c for c in flow.watermark_columns if c in target]

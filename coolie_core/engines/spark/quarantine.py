@@ -18,15 +18,9 @@ import polars as pl
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F  # pyspark's own convention
 
+from coolie_core.engines.spark.files import new_folder, write_files
 from coolie_core.engines.spark.transform import _as_text, _rejection, _sql, spark_literal
-from coolie_core.engines.spark.write import (
-    _check_rows,
-    _io_errors,
-    _new_folder,
-    _schema_for,
-    commit_actions,
-    write_files,
-)
+from coolie_core.engines.spark.write import _check_rows, _io_errors, _schema_for, commit_actions
 from coolie_core.models import AcceptedValuesRule, ExpressionRule, NotNullRule, QuarantineSpec
 from coolie_core.quarantine import Rejects
 from coolie_core.storage import StorageLocation
@@ -110,7 +104,7 @@ class SparkRejects(Rejects):
             out = out.unionByName(out.sparkSession.createDataFrame(self.rows.to_arrow()))
         table = DeltaTable(str(table_path)) if delta_table_exists(table_path) else None
         delta_schema = _schema_for(table, self.rows.schema, where=where, path=table_path)
-        with _io_errors(where, table_path), _new_folder(table_path) as folder:
+        with _io_errors(where, table_path), new_folder(table_path) as folder:
             adds, written = write_files(out, folder, table_path, delta_schema, where=where)
             _check_rows(written, self.count, folder, where)
             commit_actions(

@@ -121,9 +121,8 @@ class SparkRows:
         new columns to the table's schema)."""
         from pyspark.sql import functions as F
 
-        from coolie_core.engines.spark.append import append_with_spark
+        from coolie_core.engines.spark.append import append_evolving_with_spark, append_with_spark
         from coolie_core.engines.spark.transform import spark_literal
-        from coolie_core.engines.spark.write import append_evolving_with_spark
 
         sdf = self._sdf
         if DROPPED in sdf.columns:  # marked rows are counted, never written
@@ -137,11 +136,16 @@ class SparkRows:
         rows = self._height - sum(self.tally.values()) - (self._rejected or 0)
         if self._flow is not None and (self._window is not None or self._flow.destination.load != "append"):
             return self._write(sdf, path, info=info, like=like, rows=rows, evolve=evolve)
-        if evolve:
-            return append_evolving_with_spark(
-                sdf.select(*like.columns), path, schema=like.schema, rows=rows, info=info
-            )
-        return append_with_spark(sdf.select(*like.columns), path, schema=like.schema, rows=rows, info=info)
+        append = append_evolving_with_spark if evolve else append_with_spark
+        return append(
+            sdf.select(*like.columns), path, schema=like.schema, rows=rows, info=info,
+            partition_by=self._partition_by,
+        )  # fmt: skip
+
+    @property
+    def _partition_by(self) -> list[str]:
+        """The destination's partition columns (the tasks write Hive-style partition folders)."""
+        return list(self._flow.destination.partition_by or []) if self._flow is not None else []
 
     def _write(
         self, sdf: Any, path: Path, *, info: CommitInfo, like: pl.DataFrame, rows: int, evolve: bool
@@ -150,26 +154,26 @@ class SparkRows:
         from pyspark.sql import functions as F
 
         from coolie_core.engines.spark.convert import ORDER
+        from coolie_core.engines.spark.merge import merge_with_spark
         from coolie_core.engines.spark.scd2 import scd2_with_spark
-        from coolie_core.engines.spark.write import (
-            merge_with_spark,
-            overwrite_with_spark,
-            replace_window_with_spark,
-        )
+        from coolie_core.engines.spark.write import overwrite_with_spark, replace_window_with_spark
         from coolie_core.windows import windows_covering
 
         assert self._flow is not None
         flow, destination = self._flow, self._flow.destination
         ordered = sdf.select(*like.columns, ORDER)
+        partition_by = self._partition_by
         if self._window is not None:  # a window run replaces exactly its window, whatever the load
             assert flow.partitions is not None
             return replace_window_with_spark(
                 ordered.drop(ORDER), path, schema=like.schema, rows=rows, info=info,
                 column=flow.partitions.column, windows=[(self._window.lo, self._window.hi)],
-                timezone=flow.partitions.timezone, evolve=evolve,
+                timezone=flow.partitions.timezone, evolve=evolve, partition_by=partition_by,
             )  # fmt: skip
         if destination.load == "overwrite":
-            return overwrite_with_spark(ordered.drop(ORDER), path, schema=like.schema, rows=rows, info=info)
+            return overwrite_with_spark(
+                ordered.drop(ORDER), path, schema=like.schema, rows=rows, info=info, partition_by=partition_by
+            )
         if destination.load == "replace_window":
             assert flow.partitions is not None
             column = flow.partitions.column
@@ -178,15 +182,15 @@ class SparkRows:
             return replace_window_with_spark(
                 ordered.drop(ORDER), path, schema=like.schema, rows=rows, info=info, column=column,
                 windows=[(w.lo, w.hi) for w in covering], timezone=flow.partitions.timezone,
-                evolve=evolve,
+                evolve=evolve, partition_by=partition_by,
             )  # fmt: skip
         if destination.load == "merge":
             return merge_with_spark(
                 ordered, path, schema=like.schema, keys=destination.merge_keys,
                 order_columns=flow.watermark_columns, policy=destination.on_duplicate_keys,
-                cdc=destination.cdc, info=info, evolve=evolve,
+                cdc=destination.cdc, info=info, evolve=evolve, partition_by=partition_by,
             )  # fmt: skip
         return scd2_with_spark(
             ordered, path, schema=like.schema, destination=destination, info=info,
-            order_columns=flow.watermark_columns, evolve=evolve,
+            order_columns=flow.watermark_columns, evolve=evolve, partition_by=partition_by,
         )  # fmt: skip

@@ -7,6 +7,7 @@ rewritten (that version closed or replaced, every other row as it was), the new 
 new files, and one commit removes and adds them against the version read.
 """
 
+from collections.abc import Sequence
 from functools import reduce
 from pathlib import Path
 
@@ -16,19 +17,16 @@ from pyspark.sql import functions as F  # pyspark's own convention
 from pyspark.sql.window import Window as SparkWindow
 
 from coolie_core.engines.spark.convert import ORDER
-from coolie_core.engines.spark.write import (
+from coolie_core.engines.spark.files import (
     _FILE,
     TableFiles,
-    _io_errors,
-    _new_folder,
-    _schema_for,
-    commit_files,
-    commit_load,
     files_holding,
+    new_folder,
     read_files,
     typed,
     write_files,
 )
+from coolie_core.engines.spark.write import _io_errors, _schema_for, commit_files, commit_load, partitioning
 from coolie_core.errors import DataError
 from coolie_core.io.delta import CommitInfo, WriteResult, _note_written, _snapshot, delta_table_exists
 from coolie_core.io.scd2 import _tracked
@@ -56,6 +54,7 @@ def scd2_with_spark(
     info: CommitInfo,
     order_columns: list[str],
     evolve: bool = False,
+    partition_by: Sequence[str] = (),
 ) -> WriteResult:
     """Apply ``sdf`` (with :data:`ORDER`) as a batch of changes to the SCD2 table at ``path``."""
     where = f"dataflow {info.dataflow}"
@@ -82,13 +81,18 @@ def scd2_with_spark(
     out_schema = pl.Schema({c: out_schema[c] for c in columns})
 
     table = _snapshot(path, info) if delta_table_exists(path) else None
+    partition_by = partitioning(table, partition_by, load="scd2", where=where, path=path)
     delta_schema = _schema_for(table, out_schema, where=where, path=path, evolve=evolve)
     if table is None:
         out = batch.withColumn(vt, F.lead(vf).over(by_key)).withColumn(cur, F.col(vt).isNull())
-        with _io_errors(where, path), _new_folder(path) as folder:
-            adds, written = write_files(out, folder, path, delta_schema, where=where)
+        with _io_errors(where, path), new_folder(path) as folder:
+            adds, written = write_files(
+                out, folder, path, delta_schema, where=where, partition_by=partition_by
+            )
             _note_written(info, written)
-            version = commit_files(path, None, adds, schema=delta_schema, info=info)
+            version = commit_files(
+                path, None, adds, schema=delta_schema, info=info, partition_by=partition_by
+            )
         return WriteResult(written, version)
 
     spark = sdf.sparkSession
@@ -121,7 +125,7 @@ def scd2_with_spark(
             *keys, F.col(vf).alias("__close_at"), (F.col(vf) == F.col(vf + _CUR)).alias("__fix")
         )
         new_rows = joined.select(*columns)
-        with _io_errors(where, path), _new_folder(path) as folder:
+        with _io_errors(where, path), new_folder(path) as folder:
             out, removes = new_rows, []
             if files.paths:
                 holding = existing.filter(F.col(cur)).join(changes.select(*keys), keys, "left_semi")
@@ -138,9 +142,11 @@ def scd2_with_spark(
                     )
                     out = typed(rows, delta_schema).unionByName(typed(new_rows, delta_schema))
                     removes = touched
-            write_files(out, folder, path, delta_schema, where=where)
+            write_files(out, folder, path, delta_schema, where=where, partition_by=partition_by)
             _note_written(info, written)
-            version = commit_load(path, table, removes, folder=folder, schema=delta_schema, info=info)
+            version = commit_load(
+                path, table, removes, folder=folder, schema=delta_schema, info=info, partition_by=partition_by
+            )
         return WriteResult(written, version)
     finally:
         joined.unpersist()
