@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
     parser.add_argument("--rows", type=int, nargs="+", help="throughput sizes (default 1000000 5000000)")
-    parser.add_argument("--repeat", type=int, help="runs per throughput case, median kept (default 3)")
+    parser.add_argument("--repeat", type=int, help="runs per throughput case, median kept (default 5)")
     parser.add_argument(
         "--dataflows", type=int, nargs="+", help="Dagster catalog sizes (default 1000 5000 10000)"
     )
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quick = args.quick
     rows = args.rows or ([20_000] if quick else [1_000_000, 5_000_000])
-    repeat = args.repeat or (1 if quick else 3)
+    repeat = args.repeat or (1 if quick else 5)
     sizes = args.dataflows or ([30] if quick else [1000, 5000, 10000])
     noop_n = args.noop_dataflows or (10 if quick else 1000)
     budget_mb = args.budget_mb or (1536 if not quick else 512)
