@@ -307,28 +307,9 @@ def write_delta(
         table = target
         _note_written(info, data.height)
         fault_point("delta_commit", info.dataflow)
-        predicate = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
-        merger = table.merge(
-            source=data,
-            predicate=predicate,
-            source_alias="s",
-            target_alias="t",
-            merge_schema=evolve_schema,
-            commit_properties=info.properties(),
-        )
-        if destination.cdc is not None:
-            values = ", ".join("'" + v.replace("'", "''") + "'" for v in destination.cdc.delete)
-            is_delete = f"CAST(s.{quote(destination.cdc.column)} AS STRING) IN ({values})"
-            merger = (
-                merger.when_matched_delete(predicate=is_delete)
-                .when_matched_update_all(predicate=f"NOT ({is_delete})")
-                .when_not_matched_insert_all(predicate=f"NOT ({is_delete})")
-            )
-        else:
-            merger = merger.when_matched_update_all().when_not_matched_insert_all()
-        metrics = merger.execute()
+        metrics = merge_into(table, data, destination=destination, info=info, evolve=evolve_schema)
         table.update_incremental()
-        return WriteResult(data.height, table.version(), dict(metrics))
+        return WriteResult(data.height, table.version(), metrics)
     except (DataError, WriteError, TransientError):
         raise
     except Exception as exc:
@@ -336,6 +317,33 @@ def write_delta(
         if wrapped is exc:
             raise
         raise wrapped from exc
+
+
+def merge_into(
+    table: Any, source: Any, *, destination: Any, info: CommitInfo, evolve: bool
+) -> dict[str, Any]:
+    """delta-rs' merge of ``source`` (a frame or an Arrow stream) into ``table`` on the merge keys:
+    matched rows updated, new ones inserted, change-feed deletes applied; the merge metrics."""
+    predicate = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in destination.merge_keys)
+    merger = table.merge(
+        source=source,
+        predicate=predicate,
+        source_alias="s",
+        target_alias="t",
+        merge_schema=evolve,
+        commit_properties=info.properties(),
+    )
+    if destination.cdc is not None:
+        values = ", ".join("'" + v.replace("'", "''") + "'" for v in destination.cdc.delete)
+        is_delete = f"CAST(s.{quote(destination.cdc.column)} AS STRING) IN ({values})"
+        merger = (
+            merger.when_matched_delete(predicate=is_delete)
+            .when_matched_update_all(predicate=f"NOT ({is_delete})")
+            .when_not_matched_insert_all(predicate=f"NOT ({is_delete})")
+        )
+    else:
+        merger = merger.when_matched_update_all().when_not_matched_insert_all()
+    return dict(merger.execute())
 
 
 def _note_written(info: CommitInfo, rows: int) -> None:

@@ -31,7 +31,7 @@ from coolie_core.io.delta import (
     _wrap_errors,
     commit_empty,
     delta_table_exists,
-    quote,
+    merge_into,
     window_predicate,
 )
 from coolie_core.io.stream import StreamedBatch, new_maxima
@@ -264,27 +264,7 @@ def _reader(
 
 def _merge(snapshot: Any, reader: Any, *, flow: Dataflow, info: CommitInfo, evolve: bool) -> int:
     """delta-rs' merge of ``reader`` into ``snapshot`` (the general path's clauses); the version."""
-    destination = flow.destination
     fault_point("delta_commit", flow.name)
-    predicate = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in destination.merge_keys)
-    merger = snapshot.merge(
-        source=reader,
-        predicate=predicate,
-        source_alias="s",
-        target_alias="t",
-        merge_schema=evolve,
-        commit_properties=info.properties(),
-    )
-    if destination.cdc is not None:
-        values = ", ".join("'" + v.replace("'", "''") + "'" for v in destination.cdc.delete)
-        is_delete = f"CAST(s.{quote(destination.cdc.column)} AS STRING) IN ({values})"
-        merger = (
-            merger.when_matched_delete(predicate=is_delete)
-            .when_matched_update_all(predicate=f"NOT ({is_delete})")
-            .when_not_matched_insert_all(predicate=f"NOT ({is_delete})")
-        )
-    else:
-        merger = merger.when_matched_update_all().when_not_matched_insert_all()
-    merger.execute()
+    merge_into(snapshot, reader, destination=flow.destination, info=info, evolve=evolve)
     snapshot.update_incremental()
     return int(snapshot.version())
