@@ -55,19 +55,21 @@ def _log(message: str) -> None:
     print(f"[bench {dt.datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _best(runs: list[Measured]) -> dict[str, float]:
+def _best(runs: list[Measured]) -> dict[str, Any]:
     """Medians of the repeats: wall time, CPU time (user + sys) and peak RSS."""
     return {
         "seconds": statistics.median(r.seconds for r in runs),
         "cpu_s": statistics.median(r.cpu_s for r in runs),
         "rss_mb": statistics.median(r.peak_rss_mb for r in runs),
         "rows": float(runs[0].report.get("rows", 0)),
+        "cpu_runs": [round(r.cpu_s, 3) for r in runs],
+        "rss_runs": [round(r.peak_rss_mb, 1) for r in runs],
     }
 
 
 def _interleaved(
     impls: Sequence[str], repeat: int, measure: Callable[[str], Measured]
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     runs: dict[str, list[Measured]] = {impl: [] for impl in impls}
     for _ in range(repeat):
         for impl in impls:
@@ -386,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
     parser.add_argument("--rows", type=int, nargs="+", help="throughput sizes (default 1000000 5000000)")
-    parser.add_argument("--repeat", type=int, help="runs per throughput case, median kept (default 5)")
+    parser.add_argument("--repeat", type=int, help="runs per throughput case, median kept (default 9)")
     parser.add_argument(
         "--dataflows", type=int, nargs="+", help="Dagster catalog sizes (default 1000 5000 10000)"
     )
@@ -404,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quick = args.quick
     rows = args.rows or ([20_000] if quick else [1_000_000, 5_000_000])
-    repeat = args.repeat or (1 if quick else 5)
+    repeat = args.repeat or (1 if quick else 9)
     sizes = args.dataflows or ([30] if quick else [1000, 5000, 10000])
     noop_n = args.noop_dataflows or (10 if quick else 1000)
     budget_mb = args.budget_mb or (1536 if not quick else 512)

@@ -21,18 +21,18 @@ from typing import Any, Literal
 
 import polars as pl
 
+from coolie_core.batches import NewData, new_data, split_marked, tally_counts
 from coolie_core.catalog import LoadedCatalog
+from coolie_core.columns import add_system_columns
 from coolie_core.drift import SchemaDriftError, reconcile_schema, table_schema
 from coolie_core.engines import DistributedRows, engine_for
 from coolie_core.errors import CoolieError, DataError
 from coolie_core.executor import TaskEvent, execute
 from coolie_core.faults import fault_point
 from coolie_core.folder_state import FolderStateStore
-from coolie_core.io.delta import CommitInfo, commit_empty, delta_table_exists, write_delta
-from coolie_core.io.parquet import discard_uncommitted, write_parquet_folder
+from coolie_core.io.delta import CommitInfo, commit_empty, delta_table_exists
+from coolie_core.io.parquet import discard_uncommitted
 from coolie_core.io.sources import empty_source, fingerprint_source, name_failed_file
-from coolie_core.io.stream import can_stream, stream_dataflow
-from coolie_core.io.stream_rewrite import can_stream_rewrite, stream_rewrite
 from coolie_core.landing import LandingBatch, is_landing, pin_batch, plan_landing, read_landing
 from coolie_core.locations import destination_storage
 from coolie_core.maintenance import MaintenanceResult, run_maintenance
@@ -45,7 +45,6 @@ from coolie_core.quarantine import (
     split_rejects,
     write_quarantine,
 )
-from coolie_core.reading import NewData, new_data, split_marked, tally_counts
 from coolie_core.replay import (
     ChunkResult,
     Every,
@@ -58,8 +57,6 @@ from coolie_core.retry import RetryAttempt, call_with_retry, is_transient
 from coolie_core.runlog import RunLog
 from coolie_core.sharding import ShardSpec
 from coolie_core.storage import StorageLocation
-from coolie_core.storage.spark import local_for_spark
-from coolie_core.transforms import add_system_columns
 from coolie_core.watermarks import (
     FILES_KEY,
     SqliteWatermarkStore,
@@ -69,7 +66,7 @@ from coolie_core.watermarks import (
     max_watermark,
     read_delta_watermark,
 )
-from coolie_core.windows import Bound, Window, windows_covering
+from coolie_core.windows import Bound, Window
 
 __all__ = ["DataflowResult", "Driver", "RunResult"]
 
@@ -472,26 +469,22 @@ class Driver:
             return replace(base, reason=f"source unchanged since batch {state.batch}")
         if landing is None and (empty := empty_source(catalog, flow)) is not None:
             return replace(base, reason=empty)
-        # Files modified from now on are new data for the next batch (see reading.new_data).
+        # Files modified from now on are new data for the next batch (see batches.new_data).
         listed_at = time.time_ns()
         new = NewData() if landing is None else NewData(landing=landing.files)
         if window is None and wm_before:
             new = new_data(catalog, flow, listed_after=state.listed_at, source=state.source)
 
-        # ---- streaming path (coolie_core.io.stream): a polars append/overwrite to Delta goes from
-        # the source to the table batch by batch, in one commit, never collected whole; so does a
-        # merge or replace_window from columnar files into an existing table (io.stream_rewrite).
-        streamer = None
+        engine = engine_for(catalog, flow)
+        # An engine may move a whole incremental batch itself (polars: streamed to Delta in one
+        # commit, never collected whole); else it reads the batch and writes it below.
+        streamed = None
         if window is None and landing is None:
-            if can_stream(catalog, flow):
-                streamer = stream_dataflow
-            elif can_stream_rewrite(catalog, flow, dest=dest):
-                streamer = stream_rewrite
-        if streamer is not None:
-            streamed = streamer(
-                catalog, flow, dest=dest, state=state, run_id=self.run_id, source=fingerprint,
-                new=new, listed_at=listed_at,
+            streamed = engine.stream(
+                catalog, flow, dest=dest, state=state, run_id=self.run_id, source=fingerprint, new=new,
+                listed_at=listed_at,
             )  # fmt: skip
+        if streamed is not None:
             counted = replace(base, rows_read=streamed.rows_read, **tally_counts(streamed.tally))
             if merged := streamed.tally.get("merged", 0):  # duplicate merge keys folded: latest wins
                 counted = replace(counted, rows_filtered=counted.rows_filtered + merged)
@@ -509,12 +502,10 @@ class Driver:
                 delta_version=streamed.version,
                 schema_drift=streamed.drift.to_record() if drifted and streamed.drift else None,
             )
-        # ---- end of the streaming path
 
         destination = flow.destination
-        engine = engine_for(catalog, flow)
         if window is None:
-            # The batch's rows not to load come back marked (coolie_core.reading): counted here.
+            # The batch's rows not to load come back marked (coolie_core.batches): counted here.
             if landing is None:
                 read = engine.read_batch(catalog, flow, watermark=wm_before, accounting=True, new=new)
             else:  # unreadable files may be left out whole (on_bad_file: quarantine)
@@ -604,40 +595,21 @@ class Driver:
         if drift.drifted:
             base = replace(base, schema_drift=drift.to_record())
         fault_point("before_commit", flow.name)
-        version: int | None = None
-        if is_delta:
-            bounds: list[tuple[Any, Any]] = []
-            column = None
-            if destination.load == "replace_window":
-                assert flow.partitions is not None
-                column = flow.partitions.column
-                if window is not None:
-                    bounds = [(window.lo, window.hi)]
-                elif distributed is None:  # a distributed batch finds its windows itself
-                    bounds = self._covering(flow, frame)
-            if distributed is not None:  # Spark tasks write Parquet; one delta-rs commit
-                system = (loaded_at, self.run_id) if flow.system_columns else None
-                table = local_for_spark(dest, dataflow=flow.name, role="destination")
-                written = distributed.append_delta(
-                    table, info=info, like=frame, system_columns=system, evolve=drift.evolve
-                )
-            else:
-                written = write_delta(
-                    dest,
-                    frame,
-                    destination=destination,
-                    info=info,
-                    order_columns=flow.watermark_columns,
-                    window_column=column,
-                    windows=bounds,
-                    window_timezone=flow.partitions.timezone if flow.partitions is not None else "UTC",
-                    evolve_schema=drift.evolve,
-                )
-            rows_written, version = written.rows_written, written.version
-        else:
-            rows_written = write_parquet_folder(
-                dest, frame, destination=flow.destination, batch=batch, run_id=self.run_id
-            )
+        # The engine writes (Spark: a distributed batch on its tasks, with ``frame`` as the stand-in
+        # of its columns); a parquet folder's batch is recorded in its state store right after.
+        written = engine.write(
+            frame if distributed is None else distributed,
+            flow=flow,
+            dest=dest,
+            destination=destination,
+            info=info,
+            like=frame,
+            system_columns=(loaded_at, self.run_id) if flow.system_columns else None,
+            windows=[] if window is None else [(window.lo, window.hi)],
+            evolve=drift.evolve,
+        )
+        rows_written, version = written.rows_written, written.version
+        if not is_delta:
             fault_point("after_files", flow.name)
             if accounts is not None:
                 accounts["rows_written"] = rows_written
@@ -779,14 +751,6 @@ class Driver:
         )  # fmt: skip
         result = self._record_empty(flow, replace(base, quarantine_table=str(table)), info=info, dest=dest)
         return replace(result, reason=f"{count} quarantined, no other file")
-
-    @staticmethod
-    def _covering(flow: Dataflow, frame: pl.DataFrame) -> list[tuple[Any, Any]]:
-        assert flow.partitions is not None
-        column = flow.partitions.column
-        lo, hi = frame.select(pl.col(column).min().alias("lo"), pl.col(column).max().alias("hi")).row(0)
-        windows = windows_covering(flow.partitions, lo=lo, hi_inclusive=hi)
-        return [(w.lo, w.hi) for w in windows]
 
 
 ACCOUNTS = ("rows_read", "rows_rejected", "rows_filtered", "rows_late", "rows_without_watermark")

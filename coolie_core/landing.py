@@ -49,11 +49,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import polars as pl
 
 from coolie_core.errors import DataError, SourceError, WatermarkError
+from coolie_core.expressions import sql_expr
 from coolie_core.io.source_files import file_read_error, is_empty_file, read_json_file, scan_options
 from coolie_core.locations import connection_storage, destination_storage, source_storage
 from coolie_core.models import Catalog, Dataflow, FileSource
 from coolie_core.storage import ObjectInfo, StorageLocation, delta_table, delta_table_exists
-from coolie_core.transforms import sql_expr
 from coolie_core.watermarks import SqliteWatermarkStore, StoredWatermark, read_delta_watermark
 
 if TYPE_CHECKING:

@@ -19,7 +19,9 @@ from typing import Any
 
 import polars as pl
 
+from coolie_core.columns import INTERNAL_COLUMNS, RAW_ROW, REJECT_REASON, REJECT_RULE
 from coolie_core.errors import DataError
+from coolie_core.expressions import sql_expr
 from coolie_core.locations import connection_storage
 from coolie_core.models import (
     AcceptedValuesRule,
@@ -30,18 +32,11 @@ from coolie_core.models import (
     QuarantineSpec,
 )
 from coolie_core.storage import StorageLocation, delta_table, delta_table_exists, table_options
-from coolie_core.transforms import (
-    INTERNAL_COLUMNS,
-    RAW_ROW,
-    REJECT_REASON,
-    REJECT_RULE,
-    add_rejection,
-    sql_expr,
-)
 
 __all__ = [
     "QUARANTINE_COLUMNS",
     "Rejects",
+    "add_rejection",
     "check_threshold",
     "quarantine_location",
     "split_rejects",
@@ -53,6 +48,18 @@ _CAST_REJECTED = "__coolie_cast_rejected"
 """Rows a cast already rejected: their values are unknown, so the rules do not judge them."""
 
 QUARANTINE_COLUMNS = ("run_id", "dataflow", "window", "rule", "reason", "raw_row", "quarantined_at")
+
+
+def add_rejection(rule: pl.Expr | str, reason: pl.Expr, failed: pl.Expr) -> list[pl.Expr]:
+    """Mark rows where ``failed`` is true as rejected by ``rule`` (reasons accumulate with ``; ``)."""
+    rule_expr = pl.lit(rule) if isinstance(rule, str) else rule
+
+    def extend(column: str, new: pl.Expr) -> pl.Expr:
+        old = pl.col(column)
+        joined = pl.when(old.is_null()).then(new).otherwise(old + pl.lit("; ") + new)
+        return pl.when(failed.fill_null(True)).then(joined).otherwise(old).alias(column)
+
+    return [extend(REJECT_RULE, rule_expr), extend(REJECT_REASON, reason)]
 
 
 @dataclass(frozen=True)

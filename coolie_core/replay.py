@@ -33,10 +33,12 @@ from typing import Any, Literal
 import polars as pl
 
 from coolie_core.catalog import LoadedCatalog
+from coolie_core.columns import add_system_columns
 from coolie_core.engines import DistributedRows, engine_for
+from coolie_core.engines.polars.transform import cdc_deleted, latest_per_key
 from coolie_core.errors import CatalogError, CatalogIssue, CoolieError
 from coolie_core.faults import fault_point
-from coolie_core.io.delta import CommitInfo, WriteResult, write_delta
+from coolie_core.io.delta import CommitInfo
 from coolie_core.io.sources import fingerprint_source
 from coolie_core.locations import destination_storage
 from coolie_core.models import Catalog, Dataflow, PartitionSpec
@@ -48,8 +50,6 @@ from coolie_core.storage import (
     library_options,
     table_options,
 )
-from coolie_core.storage.spark import local_for_spark
-from coolie_core.transforms import add_system_columns, cdc_deleted, latest_per_key
 from coolie_core.watermarks import Watermark, max_watermark, read_delta_watermark
 from coolie_core.windows import Bound, Window, plan_windows
 
@@ -221,7 +221,8 @@ def replay_dataflow(
     done = (delta_table(dest).transaction_version(app) or 0) if delta_table_exists(dest) else 0
     flow_for_read = flow.model_copy(update={"partitions": spec})
     # An engine may keep a large chunk on its executors (Spark): its tasks write it.
-    read_window = engine_for(catalog, flow).read_window
+    engine = engine_for(catalog, flow)
+    read_window = engine.read_window
     destination = flow.destination.model_copy(update={"load": "replace_window"})
     chunks: list[ChunkResult] = []
 
@@ -251,7 +252,11 @@ def replay_dataflow(
                     dataflow=flow.name, run_id=run_id, window=window.key, app_transaction=(app, number)
                 )
                 if not isinstance(frame, pl.DataFrame):  # prepared by the engine, written by its tasks
-                    written = _write_distributed(frame, flow, dest, info=info, run_id=run_id)
+                    like, system = _like(frame, flow, run_id=run_id)
+                    written = engine.write(
+                        frame, flow=flow, dest=dest, destination=destination, info=info, like=like,
+                        system_columns=system,
+                    )  # fmt: skip
                     emit(ChunkResult(window.key, "committed", written.rows_written, written.version))
                     fault_point("after_chunk", flow.name)
                     continue
@@ -266,16 +271,11 @@ def replay_dataflow(
                     data = add_system_columns(
                         data.lazy(), loaded_at=dt.datetime.now(dt.UTC), run_id=run_id
                     ).collect()
-                written = write_delta(
-                    dest,
-                    data,
-                    destination=destination,
-                    info=info,
-                    order_columns=flow.watermark_columns,
-                    window_column=spec.column,
-                    windows=[(window.lo, window.hi)],
-                    window_timezone=spec.timezone,
-                )
+                # The replay's partitions (``every`` may differ from the catalog's) name the window.
+                written = engine.write(
+                    data, flow=flow_for_read, dest=dest, destination=destination, info=info, like=data,
+                    system_columns=None, windows=[(window.lo, window.hi)],
+                )  # fmt: skip
                 emit(
                     ChunkResult(
                         window.key, "committed", written.rows_written, written.version, rejected=rejected
@@ -331,16 +331,16 @@ def _quarantine_chunk(
     return good, rejects.count
 
 
-def _write_distributed(
-    rows: DistributedRows, flow: Dataflow, dest: StorageLocation, *, info: CommitInfo, run_id: str
-) -> WriteResult:
-    """A chunk the engine kept (Spark): its tasks replace the window, one commit carries ``info``."""
+def _like(
+    rows: DistributedRows, flow: Dataflow, *, run_id: str
+) -> tuple[pl.DataFrame, tuple[dt.datetime, str] | None]:
+    """A chunk the engine kept (Spark): the stand-in of its columns and its system columns (its
+    tasks replace the window, one commit carries the chunk's info)."""
     like, system = rows.empty(), None
     if flow.system_columns:
         system = (dt.datetime.now(dt.UTC), run_id)
         like = add_system_columns(like.lazy(), loaded_at=system[0], run_id=run_id).collect()
-    table = local_for_spark(dest, dataflow=flow.name, role="destination")
-    return rows.append_delta(table, info=info, like=like, system_columns=system)
+    return like, system
 
 
 def _hand_over(flow: Dataflow, dest: StorageLocation, *, run_id: str, lo: Any, hi: Any) -> Watermark | None:
@@ -352,7 +352,7 @@ def _hand_over(flow: Dataflow, dest: StorageLocation, *, run_id: str, lo: Any, h
     if not delta_table_exists(dest):
         return None
     table = pl.scan_delta(dest.uri, storage_options=library_options(dest))
-    from coolie_core.filters import window_expr
+    from coolie_core.engines.polars.filters import window_expr
 
     schema = table.collect_schema()
     bounds = window_expr(column, lo, hi, schema, where=flow.name, timezone=flow.partitions.timezone)

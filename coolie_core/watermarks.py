@@ -285,23 +285,49 @@ def read_delta_watermark(
         limit *= 10
 
 
+_TABLE = (
+    "CREATE TABLE IF NOT EXISTS watermarks (dataflow TEXT PRIMARY KEY, batch INTEGER NOT NULL,"
+    " watermark TEXT, source TEXT, updated_at TEXT NOT NULL, listed_at TEXT, run_id TEXT, accounts TEXT,"
+    " files TEXT)"
+)
+_ADDED_COLUMNS = ("listed_at", "run_id", "accounts", "files")
+"""Columns added after the first stores were made: an older store gains them."""
+
+
+def _create_or_upgrade(conn: sqlite3.Connection) -> None:
+    """Make the table, or add the columns an older store lacks, as ONE writer: dataflows of a run
+    (threads) and of other processes open a new store at the same moment, and two ALTER TABLEs
+    of the same column would fail the second."""
+    conn.execute("BEGIN IMMEDIATE")  # the others wait here (the connection's timeout)
+    try:
+        conn.execute(_TABLE)
+        present = {row[1] for row in conn.execute("PRAGMA table_info(watermarks)")}
+        for column in _ADDED_COLUMNS:
+            if column not in present:
+                conn.execute(f"ALTER TABLE watermarks ADD COLUMN {column} TEXT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class SqliteWatermarkStore:
     """Watermarks of non-Delta destinations in a SQLite file (one row per dataflow)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._ready = False
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30)
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS watermarks (dataflow TEXT PRIMARY KEY, batch INTEGER NOT NULL,"
-            " watermark TEXT, source TEXT, updated_at TEXT NOT NULL)"
-        )
-        present = {row[1] for row in conn.execute("PRAGMA table_info(watermarks)")}
-        for column in ("listed_at", "run_id", "accounts", "files"):  # added after the first stores were made
-            if column not in present:
-                conn.execute(f"ALTER TABLE watermarks ADD COLUMN {column} TEXT")
+        if not self._ready:
+            try:
+                _create_or_upgrade(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._ready = True
         return conn
 
     def read(self, dataflow: str, *, require_watermark: bool = False) -> StoredWatermark:

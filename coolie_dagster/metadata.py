@@ -15,7 +15,7 @@ import dagster as dg
 import polars as pl
 
 from coolie_core.driver import DataflowResult
-from coolie_core.filters import window_expr
+from coolie_core.engines.polars.filters import window_expr
 from coolie_core.locations import destination_storage
 from coolie_core.models import Catalog, Dataflow
 from coolie_core.storage import delta_table, delta_table_exists, library_options

@@ -1,4 +1,6 @@
-"""Engines that read dataflows: polars (embedded default) and Spark (``engine: spark``).
+"""Engines that read and write dataflows, behind :class:`~coolie_core.engines.base.Engine`: polars
+(embedded default, :mod:`~coolie_core.engines.polars`) and Spark (``engine: spark``,
+:mod:`~coolie_core.engines.spark`).
 
 ``engine_for(catalog, flow)`` picks the dataflow's engine (its ``engine``, else the catalog's
 ``defaults.engine``). The Spark engine is created once per process, on first use: importing

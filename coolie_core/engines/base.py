@@ -1,26 +1,28 @@
-"""What an engine does for the driver: read a dataflow's rows (source -> transforms -> filters).
+"""What an engine does for the driver: read a dataflow's rows (source -> transforms -> filters)
+and write them (:meth:`Engine.write`), or move a whole batch itself (:meth:`Engine.stream`).
 
 The driver owns everything else — watermark maxima, quarantine accounting, system columns,
-schema drift, commit metadata — so a dataflow means the same on every engine. An engine hands
-its rows over as a polars DataFrame, which the driver writes with delta-rs; an engine that can
-write rows itself (Spark: tasks write the Parquet files of any load, the driver makes one
-delta-rs commit) may hand over a :class:`DistributedRows` instead, and the rows never reach the
-driver.
+schema drift, commit metadata, the folder-state commit of a parquet folder — so a dataflow means
+the same on every engine, and the driver never knows which engine wrote. An engine hands its rows
+over as a polars DataFrame; an engine that can write rows itself (Spark: tasks write the Parquet
+files of any load, the driver's process makes one delta-rs commit) may hand over a
+:class:`DistributedRows` instead, and the rows never reach the driver. Every Delta commit goes
+through delta-rs (:mod:`coolie_core.io.delta`) on both engines.
 """
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
+from coolie_core.batches import NewData, StreamedBatch
 from coolie_core.io.delta import CommitInfo, WriteResult
-from coolie_core.models import Catalog, Dataflow
+from coolie_core.models import Catalog, Dataflow, DestinationSpec
 from coolie_core.quarantine import Rejects
-from coolie_core.watermarks import Watermark
-
-if TYPE_CHECKING:
-    from coolie_core.reading import NewData
+from coolie_core.storage import StorageLocation
+from coolie_core.watermarks import StoredWatermark, Watermark
 from coolie_core.windows import Window
 
 __all__ = ["DistributedRows", "Engine"]
@@ -77,7 +79,7 @@ class DistributedRows(Protocol):
 
 
 class Engine(Protocol):
-    """Reads dataflows. Implementations: :mod:`coolie_core.engines.polars` and
+    """Reads and writes dataflows. Implementations: :mod:`coolie_core.engines.polars` and
     :mod:`coolie_core.engines.spark`."""
 
     name: str
@@ -100,11 +102,11 @@ class Engine(Protocol):
         *,
         watermark: Watermark | None = None,
         accounting: bool = False,
-        new: "NewData | None" = None,
+        new: NewData | None = None,
     ) -> pl.DataFrame | DistributedRows:
         """Like :meth:`read_frame` for an incremental run (no window); the engine may keep a large
         batch for a Delta table distributed. ``accounting``/``new``: the batch's rows not to
-        load come back marked (see :mod:`coolie_core.reading`)."""
+        load come back marked (see :mod:`coolie_core.engines.polars.read`)."""
         ...
 
     def read_window(
@@ -113,4 +115,53 @@ class Engine(Protocol):
         """The rows of a window run or replay chunk. A DataFrame is the rows read (the driver
         prepares them: :func:`coolie_core.replay.prepare_window_rows`); a
         :class:`DistributedRows` is already prepared (its ``tally`` counts the folded rows)."""
+        ...
+
+    def stream(
+        self,
+        catalog: Catalog,
+        flow: Dataflow,
+        *,
+        dest: StorageLocation,
+        state: StoredWatermark,
+        run_id: str,
+        source: str | None,
+        new: NewData,
+        listed_at: int,
+    ) -> StreamedBatch | None:
+        """Read, transform and commit an incremental (windowless, not landing) batch in one pass
+        when the engine can (the Polars engine: plain loads to Delta without quarantine, never
+        holding the rows whole); None: the driver reads the batch and asks :meth:`write`."""
+        ...
+
+    def write(
+        self,
+        rows: pl.DataFrame | DistributedRows,
+        *,
+        flow: Dataflow,
+        dest: StorageLocation,
+        destination: DestinationSpec,
+        info: CommitInfo,
+        like: pl.DataFrame,
+        system_columns: tuple[dt.datetime, str] | None,
+        windows: Sequence[tuple[Any, Any]] = (),
+        evolve: bool = False,
+    ) -> WriteResult:
+        """Write a batch's prepared rows to ``dest`` with ``destination``'s load (a window run's is
+        replace_window), in one commit carrying ``info`` for Delta.
+
+        Args:
+            rows: a DataFrame (system columns added, schema reconciled: written as it is) or the
+                engine's own :class:`DistributedRows` (written by the engine, with ``like``'s
+                columns and types plus ``system_columns``).
+            like: the columns and types to write (the DataFrame itself, or the distributed
+                rows' :meth:`DistributedRows.empty` stand-in after the driver's schema steps).
+            system_columns: ``(loaded_at, run_id)`` when the dataflow asks for them.
+            windows: the ``[lo, hi)`` windows a window run replaces; none: the windows the rows cover.
+            evolve: add the rows' new columns to the table's schema in that commit.
+
+        Returns:
+            Rows written and the Delta version; a parquet folder's version is None (the driver
+            records the batch in the folder's state store after the write).
+        """
         ...

@@ -1,8 +1,11 @@
-"""Write a frame to a Delta table with one atomic commit per load (delta-rs).
+"""The delta-rs commit layer both engines write through: one atomic commit per load.
 
 Every commit carries coolie's metadata (dataflow, run id, batch, watermark, window) and, for
 incremental batches, the application transaction ``coolie:<dataflow>`` — so the data and the
-watermark land together or not at all.
+watermark land together or not at all. The loads themselves are the engines': a collected frame
+(:func:`coolie_core.engines.polars.write.write_delta`), a stream of Arrow batches
+(:func:`write_delta_batches`, the Polars engine's streamed path), Parquet files Spark tasks wrote
+(:mod:`coolie_core.engines.spark.write`).
 """
 
 import datetime as dt
@@ -16,7 +19,6 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from coolie_core.errors import DataError, TransientError, WriteError
-from coolie_core.faults import fault_point
 from coolie_core.models import DestinationSpec
 from coolie_core.storage import (
     StorageLocation,
@@ -25,7 +27,6 @@ from coolie_core.storage import (
     delta_table_exists,
     table_options,
 )
-from coolie_core.transforms import cdc_deleted, latest_per_key
 from coolie_core.watermarks import (
     ACCOUNTS_KEY,
     BATCH_KEY,
@@ -43,11 +44,15 @@ from coolie_core.watermarks import (
 __all__ = [
     "CommitInfo",
     "WriteResult",
+    "batch_snapshot",
     "commit_empty",
     "delta_table_exists",
+    "merge_into",
+    "note_written",
     "quote",
+    "version_after",
     "window_predicate",
-    "write_delta",
+    "wrap_delta_error",
     "write_delta_batches",
 ]
 
@@ -136,22 +141,9 @@ def window_predicate(
     return " OR ".join(parts) if parts else "false"
 
 
-def _dedup_keys(
-    frame: pl.DataFrame, keys: list[str], order: list[str], *, policy: str, dataflow: str
-) -> pl.DataFrame:
-    duplicated = frame.select(pl.struct(keys).is_duplicated().any()).item()
-    if not duplicated:
-        return frame
-    if policy == "fail":
-        sample = frame.filter(pl.struct(keys).is_duplicated()).select(keys).head(3).to_dicts()
-        raise DataError(
-            f"dataflow {dataflow}: the source holds several rows for the same merge key, e.g. {sample}; "
-            "set destination.on_duplicate_keys: latest or deduplicate in a transform"
-        )
-    return latest_per_key(frame.lazy(), keys, order).collect()
-
-
-def _wrap_errors(exc: Exception, *, dataflow: str, table: "StorageLocation | os.PathLike[str]") -> Exception:
+def wrap_delta_error(
+    exc: Exception, *, dataflow: str, table: "StorageLocation | os.PathLike[str]"
+) -> Exception:
     from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
 
     if isinstance(exc, CommitFailedError):
@@ -165,7 +157,7 @@ def _wrap_errors(exc: Exception, *, dataflow: str, table: "StorageLocation | os.
     return exc
 
 
-def _version_after(path: StorageLocation, snapshot: Any) -> int:
+def version_after(path: StorageLocation, snapshot: Any) -> int:
     """The version a write just committed: the snapshot written against follows its own commit;
     a new local table's newest log file names it (no second table load, issue 17)."""
     from coolie_core.io.delta_log import newest_version
@@ -177,7 +169,7 @@ def _version_after(path: StorageLocation, snapshot: Any) -> int:
     return newest if newest is not None else int(delta_table(path).version())
 
 
-def _snapshot(where: "StorageLocation | os.PathLike[str]", info: CommitInfo) -> Any:
+def batch_snapshot(where: "StorageLocation | os.PathLike[str]", info: CommitInfo) -> Any:
     """The table a batch is written against; a batch another run committed meanwhile is a conflict."""
     path = as_location(where)
     table = delta_table(path)
@@ -186,137 +178,6 @@ def _snapshot(where: "StorageLocation | os.PathLike[str]", info: CommitInfo) -> 
             f"dataflow {info.dataflow}: batch {info.batch} was committed to {path} by another run meanwhile"
         )
     return table
-
-
-def write_delta(
-    where: "StorageLocation | str | os.PathLike[str]",
-    frame: pl.DataFrame,
-    *,
-    destination: DestinationSpec,
-    info: CommitInfo,
-    order_columns: list[str],
-    window_column: str | None = None,
-    windows: Sequence[tuple[Any, Any]] = (),
-    window_timezone: str = "UTC",
-    evolve_schema: bool = False,
-) -> WriteResult:
-    """Write ``frame`` with the destination's load strategy in one commit.
-
-    Args:
-        where: the table's location (a local folder or an object-store URI).
-        frame: rows to write (already transformed, with system columns).
-        destination: the dataflow's destination spec.
-        info: commit metadata (watermark, batch, window).
-        order_columns: "latest" order for duplicate merge keys (watermark columns).
-        window_column: replace_window's column.
-        windows: replace_window's ``[lo, hi)`` bounds to replace.
-        window_timezone: the partitions' timezone (date columns compare with local dates).
-        evolve_schema: add the frame's new columns to the table (schema drift policy ``evolve``).
-    """
-    from deltalake import write_deltalake
-
-    from coolie_core.io.scd2 import write_scd2
-
-    path = as_location(where)
-    load = destination.load
-    partition_by = destination.partition_by or None
-    exists = delta_table_exists(path)
-    # Write against the snapshot the batch was checked on: a run of the same dataflow committing
-    # meanwhile makes this commit conflict instead of landing the batch twice.
-    snapshot = _snapshot(path, info) if exists else None
-    target: Any = path.uri if snapshot is None else snapshot
-    # A table object carries its store; a new table needs the location's options.
-    options = table_options(path) if snapshot is None else {}
-
-    def append(data: pl.DataFrame) -> WriteResult:
-        """Append (creating the table on first write) in one commit."""
-        _note_written(info, data.height)
-        write_deltalake(
-            target,
-            data,  # polars' Arrow stream: no pyarrow import (~40 MB, BENCHMARKS.md issue 17)
-            mode="append",
-            partition_by=partition_by,
-            schema_mode="merge" if evolve_schema else None,
-            commit_properties=info.properties(),
-            **options,
-        )
-        return WriteResult(data.height, _version_after(path, snapshot))
-
-    try:
-        if load == "scd2":
-            return write_scd2(
-                path,
-                frame,
-                destination=destination,
-                info=info,
-                order_columns=order_columns,
-                evolve_schema=evolve_schema,
-                snapshot=snapshot,
-            )
-        if load == "append" or (load == "merge" and not exists):
-            data = frame
-            if load == "merge":
-                data = _dedup_keys(
-                    frame,
-                    destination.merge_keys,
-                    order_columns,
-                    policy=destination.on_duplicate_keys,
-                    dataflow=info.dataflow,
-                )
-                if destination.cdc is not None:
-                    data = data.filter(~cdc_deleted(destination.cdc))
-            return append(data)
-        if load == "overwrite":
-            _note_written(info, frame.height)
-            write_deltalake(
-                target,
-                frame,
-                mode="overwrite",
-                schema_mode="overwrite",
-                partition_by=partition_by,
-                commit_properties=info.properties(),
-                **options,
-            )
-            return WriteResult(frame.height, _version_after(path, snapshot))
-        if load == "replace_window":
-            assert window_column is not None
-            dtype = frame.schema.get(window_column)
-            if dtype is None:
-                raise DataError(
-                    f"dataflow {info.dataflow}: partition column {window_column} is not in the data ({frame.columns})"
-                )
-            if not exists:
-                return append(frame)
-            predicate = window_predicate(window_column, windows, dtype, timezone=window_timezone)
-            _note_written(info, frame.height)
-            write_deltalake(
-                target,
-                frame,
-                mode="overwrite",
-                predicate=predicate,
-                schema_mode="merge" if evolve_schema else None,
-                commit_properties=info.properties(),
-                **options,
-            )
-            return WriteResult(frame.height, _version_after(path, snapshot))
-        # merge into an existing table
-        keys = destination.merge_keys
-        data = _dedup_keys(
-            frame, keys, order_columns, policy=destination.on_duplicate_keys, dataflow=info.dataflow
-        )
-        table = target
-        _note_written(info, data.height)
-        fault_point("delta_commit", info.dataflow)
-        metrics = merge_into(table, data, destination=destination, info=info, evolve=evolve_schema)
-        table.update_incremental()
-        return WriteResult(data.height, table.version(), metrics)
-    except (DataError, WriteError, TransientError):
-        raise
-    except Exception as exc:
-        wrapped = _wrap_errors(exc, dataflow=info.dataflow, table=path)
-        if wrapped is exc:
-            raise
-        raise wrapped from exc
 
 
 def merge_into(
@@ -346,7 +207,7 @@ def merge_into(
     return dict(merger.execute())
 
 
-def _note_written(info: CommitInfo, rows: int) -> None:
+def note_written(info: CommitInfo, rows: int) -> None:
     """Record the rows a commit writes in its accounting (read back by a retry of the batch)."""
     if info.accounts is not None:
         info.accounts["rows_written"] = rows
@@ -361,19 +222,19 @@ def commit_empty(where: "StorageLocation | str | os.PathLike[str]", *, info: Com
     from deltalake import write_deltalake
 
     path = as_location(where)
-    _note_written(info, 0)
-    table = _snapshot(path, info)
+    note_written(info, 0)
+    table = batch_snapshot(path, info)
     from arro3.core import Table  # delta-rs' Arrow library: no pandas import, unlike pyarrow
 
     empty = Table.from_batches([], schema=table.schema().to_arrow())
     try:
         write_deltalake(table, empty, mode="append", commit_properties=info.properties())
     except Exception as exc:
-        wrapped = _wrap_errors(exc, dataflow=info.dataflow, table=path)
+        wrapped = wrap_delta_error(exc, dataflow=info.dataflow, table=path)
         if wrapped is exc:
             raise
         raise wrapped from exc
-    return _version_after(path, table)
+    return version_after(path, table)
 
 
 def write_delta_batches(
@@ -388,7 +249,8 @@ def write_delta_batches(
 
     ``batches`` is anything Arrow can stream (a ``pyarrow.RecordBatchReader``): delta-rs writes
     the files as the batches arrive, so the rows never sit in memory whole. Same commit
-    metadata, snapshot check and error mapping as :func:`write_delta`; used for
+    metadata, snapshot check and error mapping as
+    :func:`coolie_core.engines.polars.write.write_delta`; used for
     ``append``/``overwrite`` only (the other loads need the whole frame).
     """
     from deltalake import write_deltalake
@@ -397,7 +259,7 @@ def write_delta_batches(
     load = destination.load
     if load not in ("append", "overwrite"):
         raise ValueError(f"write_delta_batches writes append and overwrite loads, not {load}")
-    snapshot = _snapshot(path, info) if delta_table_exists(path) else None
+    snapshot = batch_snapshot(path, info) if delta_table_exists(path) else None
     try:
         write_deltalake(
             path.uri if snapshot is None else snapshot,
@@ -408,11 +270,11 @@ def write_delta_batches(
             commit_properties=info.properties(),
             **(table_options(path) if snapshot is None else {}),
         )
-        return _version_after(path, snapshot)
+        return version_after(path, snapshot)
     except (DataError, WriteError, TransientError):
         raise
     except Exception as exc:
-        wrapped = _wrap_errors(exc, dataflow=info.dataflow, table=path)
+        wrapped = wrap_delta_error(exc, dataflow=info.dataflow, table=path)
         if wrapped is exc:
             raise
         raise wrapped from exc

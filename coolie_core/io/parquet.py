@@ -9,6 +9,7 @@ atomic there: no temporary file is needed).
 """
 
 import re
+import shutil
 
 import polars as pl
 
@@ -16,9 +17,12 @@ from coolie_core.errors import TransientError
 from coolie_core.models import DestinationSpec
 from coolie_core.storage import StorageLocation, library_options
 
-__all__ = ["discard_uncommitted", "write_parquet_folder"]
+__all__ = ["STAGING_PREFIX", "discard_uncommitted", "write_parquet_folder"]
 
 _PART = re.compile(r"^part-(\d{10})-")
+STAGING_PREFIX = "_coolie_staging-"
+"""Folders Spark tasks write a batch into before the driver names its files
+(:mod:`coolie_core.engines.spark.folder`); readers of ``part-*.parquet`` never see them."""
 
 
 def _parts(folder: StorageLocation) -> list[StorageLocation]:
@@ -27,8 +31,13 @@ def _parts(folder: StorageLocation) -> list[StorageLocation]:
 
 
 def discard_uncommitted(folder: StorageLocation, *, committed_batch: int) -> list[str]:
-    """Remove files of batches after ``committed_batch``; returns what was removed (URIs)."""
+    """Remove files of batches after ``committed_batch`` and staging folders a killed Spark run
+    left; returns what was removed (URIs)."""
     removed = []
+    if folder.is_local and folder.path.is_dir():
+        for staging in folder.path.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging.as_uri())
     for file in _parts(folder):
         match = _PART.match(file.name)
         if match and int(match.group(1)) > committed_batch:

@@ -29,6 +29,7 @@ from coolie_core.errors import (
     StorageError,
     TransientError,
 )
+from coolie_core.expressions import sql_expr
 from coolie_core.io.source_files import (
     empty_source,
     is_empty_file,
@@ -47,7 +48,6 @@ from coolie_core.models import (
     SqlSource,
 )
 from coolie_core.storage import delta_table, delta_table_exists, library_options
-from coolie_core.transforms import sql_expr
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL

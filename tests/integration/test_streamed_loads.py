@@ -1,4 +1,4 @@
-"""The streamed merge / replace_window (parquet sources, coolie_core.io.stream_rewrite) give
+"""The streamed merge / replace_window (parquet sources, coolie_core.engines.polars.stream_rewrite) give
 exactly what the collected path gives (jsonl sources), and the streaming path's native cast
 check fails like the collected one (issue 17)."""
 
@@ -12,8 +12,8 @@ import pytest
 from deltalake import DeltaTable
 
 from coolie_core.driver import DataflowResult, Driver
+from coolie_core.engines.polars.stream_rewrite import _checks, _reader
 from coolie_core.errors import TransientError
-from coolie_core.io.stream_rewrite import _checks, _reader
 from coolie_core.models import Dataflow
 from coolie_core.watermarks import ACCOUNTS_KEY
 

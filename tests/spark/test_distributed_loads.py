@@ -14,8 +14,8 @@ from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
 
 from coolie_core.catalog import LoadedCatalog, load_catalog
+from coolie_core.columns import SYSTEM_COLUMNS
 from coolie_core.driver import Driver
-from coolie_core.transforms import SYSTEM_COLUMNS
 from coolie_core.watermarks import read_delta_watermark
 
 pytestmark = pytest.mark.spark

@@ -19,8 +19,8 @@ import yaml
 from polars.testing import assert_frame_equal
 
 from coolie_core.catalog import load_catalog
+from coolie_core.columns import SYSTEM_COLUMNS
 from coolie_core.driver import Driver
-from coolie_core.transforms import SYSTEM_COLUMNS
 from coolie_core.watermarks import read_delta_watermark
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.timeout(1800)]

@@ -1,6 +1,6 @@
 """SIGKILL trials on the Spark path: ``coolie run`` (a Spark app on the test cluster, every load
-written by Spark tasks) is killed at a seeded random point of one of four dataflows — append,
-overwrite, merge (CDC) and scd2 — while loading batch k. After the kill each table is exactly
+written by Spark tasks) is killed at a seeded random point of one of five dataflows — append,
+overwrite, replace_window, merge (CDC) and scd2 — while loading batch k. After the kill each table is exactly
 the Polars reference after batch k-1 or after batch k (the commit is atomic); the rerun makes
 every table, watermark and batch number exactly the reference after batch k. At the end
 ``coolie maintain`` removes the files of the killed, uncommitted batches.
@@ -8,8 +8,8 @@ every table, watermark and batch number exactly the reference after batch k. At 
 Each trial starts one Spark app (the killed ``coolie run``) on the cluster that the test session
 already runs; the first load and every rerun use the session's own app, in this process, so a
 trial costs one app start. ``COOLIE_SPARK_FAULT_TRIALS`` (default 2) sets how many. Trials kill
-the process running all four dataflows at a fault point of each strategy in turn (the others die
-wherever they are, or had finished): ``=80`` gives 20 trials per strategy at its own points.
+the process running all five dataflows at a fault point of each strategy in turn (the others die
+wherever they are, or had finished): ``=100`` gives 20 trials per strategy at its own points.
 """
 
 import datetime as dt
@@ -28,16 +28,16 @@ from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
 
 from coolie_core.catalog import load_catalog
+from coolie_core.columns import SYSTEM_COLUMNS
 from coolie_core.driver import Driver
-from coolie_core.transforms import SYSTEM_COLUMNS
 from coolie_core.watermarks import read_delta_watermark
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.faults]
 
 SEED = int(os.environ.get("COOLIE_FAULT_SEED", "20261130"))
 TRIALS = int(os.environ.get("COOLIE_SPARK_FAULT_TRIALS", "2"))
-FLOWS = ("appended", "snapshot", "current", "history")
-VICTIMS = ("current", "history", "appended", "snapshot")
+FLOWS = ("appended", "snapshot", "weekly", "current", "history")
+VICTIMS = ("current", "history", "weekly", "appended", "snapshot")
 """Killed in turn: merge and scd2 (copy-on-write) first, so the default two trials cover them."""
 POINTS = ("after_read", "after_files", "after_commit")
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +64,12 @@ def _document(root: Path, engine: str) -> dict[str, Any]:
         {"name": "appended", "destination": {**lake, "table": "appended", "load": "append"}},
         {"name": "snapshot", "destination": {**lake, "table": "snapshot", "load": "overwrite"}},
         {
+            # Batch k's day falls in the week of batch k-1 most of the time: its rows replace them.
+            "name": "weekly",
+            "destination": {**lake, "table": "weekly", "load": "replace_window"},
+            "partitions": {"column": "at", "every": "week", "start": "2024-01-01"},
+        },
+        {
             "name": "current",
             "destination": {
                 **lake, "table": "current", "load": "merge", "merge_keys": ["id"],
@@ -79,7 +85,7 @@ def _document(root: Path, engine: str) -> dict[str, Any]:
     ]  # fmt: skip
     for flow in flows:
         flow["source"] = {"format": "parquet", "connection": "raw", "path": "*.parquet"}
-        if flow["name"] != "snapshot":
+        if flow["name"] not in ("snapshot", "weekly"):  # whole-source loads
             flow["watermark_columns"] = ["at"]
     return {
         "defaults": {"engine": engine},

@@ -75,7 +75,7 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> References:
 
 
 def next_second() -> None:
-    """Object stores date files by the second (see coolie_core.reading): land the next batch
+    """Object stores date files by the second (see coolie_core.batches): land the next batch
     in a later second than the last listing, as the local lake's files do."""
     now = time.time()
     time.sleep(math.ceil(now) - now + 0.01)

@@ -172,7 +172,7 @@ def lake_before(
 
 def next_second() -> None:
     """Wait for the next whole second: object stores date files by the second, and a file from
-    the second of the last listing counts as listed then (coolie_core.reading)."""
+    the second of the last listing counts as listed then (coolie_core.batches)."""
     now = time.time()
     time.sleep(math.ceil(now) - now + 0.01)
 

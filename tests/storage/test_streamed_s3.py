@@ -1,4 +1,4 @@
-"""The streamed merge and replace_window (parquet sources, coolie_core.io.stream_rewrite) on
+"""The streamed merge and replace_window (parquet sources, coolie_core.engines.polars.stream_rewrite) on
 object storage: moto S3, sources written with boto3, the table read back by polars (issue 17)."""
 
 import datetime as dt

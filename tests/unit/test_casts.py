@@ -6,10 +6,11 @@ import datetime as dt
 import polars as pl
 import pytest
 
+from coolie_core.columns import REJECT_REASON, REJECT_RULE
+from coolie_core.engines.polars.transform import apply_transforms
 from coolie_core.errors import CastError, DataError
 from coolie_core.models import CastTransform
 from coolie_core.quarantine import with_quarantine_columns
-from coolie_core.transforms import REJECT_REASON, REJECT_RULE, apply_transforms
 
 UTC = dt.UTC
 

@@ -1,7 +1,7 @@
 """The Spark engine (``engine: spark``), one module per concern.
 
-* :mod:`~coolie_core.engines.spark.engine` — :class:`SparkEngine` (session, planning, reads for
-  the driver) and :func:`spark_config`;
+* :mod:`~coolie_core.engines.spark.engine` — :class:`SparkEngine` (session, planning, reads and
+  writes for the driver) and :func:`spark_config`;
 * :mod:`~coolie_core.engines.spark.read` — sources as Spark DataFrames;
 * :mod:`~coolie_core.engines.spark.transform` — the catalog's transforms and filters in Spark SQL;
 * :mod:`~coolie_core.engines.spark.rows` — :class:`SparkRows`, a batch kept on the executors;

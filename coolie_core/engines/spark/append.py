@@ -24,7 +24,7 @@ from coolie_core.engines.spark.write import (
     commit_load,
     partitioning,
 )
-from coolie_core.io.delta import CommitInfo, WriteResult, _note_written, _snapshot, delta_table_exists
+from coolie_core.io.delta import CommitInfo, WriteResult, batch_snapshot, delta_table_exists, note_written
 
 __all__ = ["append_evolving_with_spark", "append_with_spark"]
 
@@ -46,13 +46,13 @@ def append_with_spark(
         TransientError: I/O error or commit conflict (retry the dataflow).
     """
     where = f"dataflow {info.dataflow}"
-    table = _snapshot(path, info) if delta_table_exists(path) else None
+    table = batch_snapshot(path, info) if delta_table_exists(path) else None
     partition_by = partitioning(table, partition_by, load="append", where=where, path=path)
     delta_schema = _schema_for(table, schema, where=where, path=path)
     with _io_errors(where, path), new_folder(path) as folder:
         adds, written = write_files(sdf, folder, path, delta_schema, where=where, partition_by=partition_by)
         _check_rows(written, rows, folder, where)
-        _note_written(info, written)  # recorded with the batch: a retry after the commit reports it
+        note_written(info, written)  # recorded with the batch: a retry after the commit reports it
         version = commit_files(path, table, adds, schema=delta_schema, info=info, partition_by=partition_by)
     return WriteResult(written, version)
 
@@ -69,13 +69,13 @@ def append_evolving_with_spark(
     """Append ``sdf`` with new columns (``schema_drift: evolve``): the schema change and the
     files in one commit (:func:`~coolie_core.engines.spark.write.commit_load`)."""
     where = f"dataflow {info.dataflow}"
-    table = _snapshot(path, info) if delta_table_exists(path) else None
+    table = batch_snapshot(path, info) if delta_table_exists(path) else None
     partition_by = partitioning(table, partition_by, load="append", where=where, path=path)
     delta_schema = _schema_for(table, schema, where=where, path=path, evolve=True)
     with _io_errors(where, path), new_folder(path) as folder:
         _, written = write_files(sdf, folder, path, delta_schema, where=where, partition_by=partition_by)
         _check_rows(written, rows, folder, where)
-        _note_written(info, written)
+        note_written(info, written)
         version = commit_load(
             path, table, [], folder=folder, schema=delta_schema, info=info, partition_by=partition_by
         )

@@ -13,10 +13,12 @@ Semantics are the Polars engine's (same catalog, same tables):
   (:mod:`coolie_core.engines.spark.write`, :mod:`coolie_core.engines.spark.scd2`), holding only
   metadata. Quarantine rules run in Spark and tasks write the rejects
   (:mod:`coolie_core.engines.spark.quarantine`); ``schema_drift: evolve`` adds the new columns in
-  the data's commit (:func:`coolie_core.engines.spark.write.commit_load`). Smaller batches,
-  parquet-folder destinations and partition columns whose values tasks cannot write as delta-rs
-  does (:func:`coolie_core.engines.spark.files.partitionable`) come back through Arrow as a polars
-  DataFrame and are written by delta-rs, with the same atomic single-commit guarantees.
+  the data's commit (:func:`coolie_core.engines.spark.write.commit_load`). A parquet-folder
+  destination's batch is written by tasks too, and the driver names its files
+  (:mod:`coolie_core.engines.spark.folder`). Smaller batches, partition columns whose values tasks
+  cannot write as delta-rs does (:func:`coolie_core.engines.spark.files.partitionable`) and
+  parquet-folder columns of types Spark cannot write as polars does come back through Arrow as a
+  polars DataFrame and are written by the Polars engine's writer, with the same guarantees.
 
 The session: the one handed over with :meth:`SparkEngine.use_session` (Dagster's pyspark resource
 does this), else the process' active session, else a new one from :func:`spark_config`
@@ -24,23 +26,40 @@ does this), else the process' active session, else a new one from :func:`spark_c
 time zone, ANSI (strict) casts, case-sensitive names, microsecond Parquet timestamps — are applied
 to whichever session is used.
 
+Where the Spark engine reuses the Polars engine's path on purpose: SQL, python and plain-JSON
+sources are read on the driver by polars (:mod:`coolie_core.engines.spark.read`); the new data's
+rows a watermark leaves out (late, without a watermark value: only counted or quarantined) are read
+by polars (:func:`coolie_core.engines.polars.read.scan_left_out`); the result's types are the ones
+polars' transforms give (:func:`_polars_schema`); and :meth:`SparkEngine.write` writes a collected
+DataFrame with the Polars engine's writer (:func:`coolie_core.engines.polars.write.write_frame`:
+the same delta-rs commits and parquet-folder files). It never streams a batch
+(:meth:`SparkEngine.stream` is None).
+
 pyspark is imported only when a Spark dataflow runs.
 """
 
+import datetime as dt
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
 
+from coolie_core.batches import NewData, StreamedBatch, split_marked, sql_bounds
+from coolie_core.columns import DROPPED, REJECT_RULE
 from coolie_core.engines.base import DistributedRows
+from coolie_core.engines.polars.read import collect, scan_left_out
+from coolie_core.engines.polars.transform import apply_transforms
+from coolie_core.engines.polars.write import write_frame
 from coolie_core.engines.spark.rows import SparkRows
 from coolie_core.errors import DataError
-from coolie_core.models import Catalog, Dataflow
+from coolie_core.io.delta import CommitInfo, WriteResult
+from coolie_core.models import Catalog, Dataflow, DestinationSpec
 from coolie_core.quarantine import with_quarantine_columns
-from coolie_core.reading import NewData, collect, scan_left_out, split_marked, sql_bounds
-from coolie_core.transforms import DROPPED, REJECT_RULE, apply_transforms
-from coolie_core.watermarks import Watermark
+from coolie_core.storage import StorageLocation
+from coolie_core.storage.spark import local_for_spark
+from coolie_core.watermarks import StoredWatermark, Watermark
 from coolie_core.windows import Window
 
 __all__ = ["ARROW_MAX_ROWS_ENV", "MASTER_ENV", "SparkEngine", "SparkRows", "spark_config"]
@@ -110,11 +129,16 @@ def _judge(sdf: Any, flow: Dataflow) -> Any:
 
 
 def _on_tasks(target: pl.Schema, flow: Dataflow) -> bool:
-    """Whether Spark tasks can write rows of ``target`` to the destination: the partition columns'
-    values are written exactly as delta-rs writes them
-    (:func:`coolie_core.engines.spark.files.partitionable`)."""
+    """Whether Spark tasks can write rows of ``target`` to the destination: for a Delta table, the
+    partition columns' values are written exactly as delta-rs writes them
+    (:func:`coolie_core.engines.spark.files.partitionable`); for a parquet folder, every column
+    with the type polars would write (:func:`coolie_core.engines.spark.folder.folder_writable`)."""
     from coolie_core.engines.spark.files import partitionable
 
+    if flow.destination.format == "parquet":
+        from coolie_core.engines.spark.folder import folder_writable
+
+        return folder_writable(target)
     return all(c in target and partitionable(target[c]) for c in flow.destination.partition_by)
 
 
@@ -194,7 +218,9 @@ class SparkEngine:
         if flow.quarantine is not None:  # the raw row and reject columns, as the Polars engine adds them
             sdf = with_spark_quarantine_columns(sdf)
             source_schema = with_quarantine_columns(pl.LazyFrame(schema=source_schema)).collect_schema()
-        if accounting:  # rows removed by a declared rule are marked, not dropped (coolie_core.reading)
+        if (
+            accounting
+        ):  # rows removed by a declared rule are marked, not dropped (coolie_core.engines.polars.read)
             from pyspark.sql import functions as F
 
             sdf = sdf.withColumn(DROPPED, F.lit(None).cast("string"))
@@ -293,11 +319,12 @@ class SparkEngine:
         accounting: bool = False,
         new: NewData | None = None,
     ) -> pl.DataFrame | DistributedRows:
-        """The rows of an incremental run. A batch of more than ``arrow_max_rows`` rows for a
-        Delta table stays on Spark (:class:`SparkRows`), whatever its
-        load, quarantine or drift policy; the rest comes back as polars.
+        """The rows of an incremental run. A batch of more than ``arrow_max_rows`` rows stays on
+        Spark (:class:`SparkRows`), whatever its load, quarantine or drift policy, for a Delta
+        table or a parquet folder (unless tasks cannot write its types: :func:`_on_tasks`); the
+        rest comes back as polars.
 
-        ``accounting``/``new``: as :func:`coolie_core.reading.read_frame` — the rows a declared
+        ``accounting``/``new``: as :func:`coolie_core.engines.polars.read.read_frame` — the rows a declared
         rule removes are marked; the new data's rows the watermark leaves out (late, without a
         watermark value) are read by polars (never loaded, only counted or quarantined).
         """
@@ -311,9 +338,6 @@ class SparkEngine:
         def with_extra(frame: pl.DataFrame) -> pl.DataFrame:
             return frame if extra is None else pl.concat([frame, extra], how="diagonal_relaxed")
 
-        destination = flow.destination
-        if destination.format != "delta":
-            return with_extra(self.read_frame(catalog, flow, watermark=watermark, accounting=accounting))
         sdf, target, at_most = self._plan(
             catalog, flow, window=None, watermark=watermark, accounting=accounting
         )
@@ -349,3 +373,50 @@ class SparkEngine:
             ordered, height=height, maxima=maxima, schema=target, dataflow=flow.name, tally=tally, flow=flow,
             left_out=None if extra is None else split_marked(extra)[0],
         )  # fmt: skip
+
+    def stream(
+        self,
+        catalog: Catalog,
+        flow: Dataflow,
+        *,
+        dest: StorageLocation,
+        state: StoredWatermark,
+        run_id: str,
+        source: str | None,
+        new: NewData,
+        listed_at: int,
+    ) -> StreamedBatch | None:
+        """Never: a Spark batch is read (:meth:`read_batch`), then written (:meth:`write`)."""
+        return None
+
+    def write(
+        self,
+        rows: pl.DataFrame | DistributedRows,
+        *,
+        flow: Dataflow,
+        dest: StorageLocation,
+        destination: DestinationSpec,
+        info: CommitInfo,
+        like: pl.DataFrame,
+        system_columns: tuple[dt.datetime, str] | None,
+        windows: Sequence[tuple[Any, Any]] = (),
+        evolve: bool = False,
+    ) -> WriteResult:
+        """Rows kept on Spark (:class:`SparkRows`): its tasks write the Parquet files of the load
+        (a window run's rows replace that window; a batch finds the windows it covers itself) and
+        this process makes the one delta-rs commit. A collected DataFrame (small reads,
+        parquet-folder destinations) is written as the Polars engine writes it
+        (:func:`coolie_core.engines.polars.write.write_frame`)."""
+        if isinstance(rows, pl.DataFrame):
+            return write_frame(
+                rows, flow=flow, dest=dest, destination=destination, info=info, windows=windows, evolve=evolve
+            )
+        folder = local_for_spark(dest, dataflow=flow.name, role="destination")
+        if flow.destination.format == "parquet":  # tasks write the files, the driver names them
+            assert isinstance(rows, SparkRows)
+            assert info.batch is not None  # a parquet folder takes incremental batches only
+            written = rows.write_folder(
+                folder, like=like, system_columns=system_columns, batch=info.batch, run_id=info.run_id
+            )
+            return WriteResult(written, None)
+        return rows.append_delta(folder, info=info, like=like, system_columns=system_columns, evolve=evolve)

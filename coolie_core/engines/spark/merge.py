@@ -3,7 +3,7 @@
 The files that can hold a key of the batch (file statistics; a key that is a partition column:
 the files' partition values) are joined with the batch's keys; the files holding one are
 rewritten without those keys, updated and inserted rows go to new files. Duplicate keys and
-change-feed deletes follow the Polars engine (:mod:`coolie_core.io.delta`).
+change-feed deletes follow the Polars engine (:mod:`coolie_core.engines.polars.write`).
 """
 
 from collections.abc import Sequence
@@ -27,7 +27,7 @@ from coolie_core.engines.spark.files import (
 )
 from coolie_core.engines.spark.write import _io_errors, _schema_for, commit_load, partitioning
 from coolie_core.errors import DataError
-from coolie_core.io.delta import CommitInfo, WriteResult, _note_written, _snapshot, delta_table_exists
+from coolie_core.io.delta import CommitInfo, WriteResult, batch_snapshot, delta_table_exists, note_written
 from coolie_core.models import CdcSpec
 
 __all__ = ["dedup_keys", "merge_with_spark"]
@@ -104,7 +104,7 @@ def merge_with_spark(
         bounds = {k: (summary[2 + 2 * i], summary[3 + 2 * i]) for i, k in enumerate(keys) if len(keys) <= 4}
         cols = [c for c in data.columns if c != "__coolie_del"]
         upserted = data.filter(F.coalesce(~F.col("__coolie_del"), F.lit(False))).select(*cols)
-        table = _snapshot(path, info) if delta_table_exists(path) else None
+        table = batch_snapshot(path, info) if delta_table_exists(path) else None
         partition_by = partitioning(table, partition_by, load="merge", where=where, path=path)
         delta_schema = _schema_for(
             table, pl.Schema({c: schema[c] for c in cols}), where=where, path=path, evolve=evolve
@@ -126,7 +126,7 @@ def merge_with_spark(
                         out = typed(kept, delta_schema).unionByName(typed(upserted, delta_schema))
                         removes = touched
             write_files(out, folder, path, delta_schema, where=where, partition_by=partition_by)
-            _note_written(info, written)
+            note_written(info, written)
             # Even a batch that changes nothing commits: its watermark and batch number.
             version = commit_load(
                 path, table, removes, folder=folder, schema=delta_schema, info=info, partition_by=partition_by

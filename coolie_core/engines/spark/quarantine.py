@@ -18,6 +18,7 @@ import polars as pl
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F  # pyspark's own convention
 
+from coolie_core.columns import DROPPED, RAW_ROW, REJECT_REASON, REJECT_RULE
 from coolie_core.engines.spark.files import new_folder, write_files
 from coolie_core.engines.spark.transform import _as_text, _rejection, _sql, spark_literal
 from coolie_core.engines.spark.write import _check_rows, _io_errors, _schema_for, commit_actions
@@ -25,7 +26,6 @@ from coolie_core.models import AcceptedValuesRule, ExpressionRule, NotNullRule, 
 from coolie_core.quarantine import Rejects
 from coolie_core.storage import StorageLocation
 from coolie_core.storage.spark import local_for_spark
-from coolie_core.transforms import DROPPED, RAW_ROW, REJECT_REASON, REJECT_RULE
 
 __all__ = ["SparkRejects", "mark_rejects", "spark_rejects"]
 

@@ -4,7 +4,8 @@
   the Parquet files their log lists (partition values joined back from the log); tables with
   deletion vectors or column mapping go through polars/delta-rs on the driver instead.
 * SQL, python and plain-JSON sources are read on the driver exactly as the Polars engine reads
-  them (SQL filters in the database; a JSON array cannot be split) and handed over through Arrow.
+  them (its :func:`~coolie_core.engines.polars.read.collect`; SQL filters in the database; a JSON
+  array cannot be split) and handed over through Arrow.
 
 Every row carries the hidden :data:`ORDER` column: (file index, block start, row id) for files
 read by Spark — the file order of the source glob or the Delta log — and the row position for
@@ -24,13 +25,13 @@ import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type in
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F  # pyspark's own convention
 
+from coolie_core.engines.polars.read import collect
 from coolie_core.engines.spark.convert import ORDER, arrow_for_spark, spark_errors, spark_schema, to_spark
 from coolie_core.errors import SourceError, TransientError
 from coolie_core.io.source_files import source_files
 from coolie_core.io.sources import SqlBound, read_source
 from coolie_core.locations import source_storage
 from coolie_core.models import Catalog, Dataflow, DeltaSource, FileSource
-from coolie_core.reading import collect
 from coolie_core.storage.spark import local_for_spark
 
 __all__ = ["SparkSource", "read_spark_source"]

@@ -10,10 +10,10 @@ from typing import Any
 
 import polars as pl
 
+from coolie_core.columns import DROPPED, LOADED_AT, REJECT_RULE, RUN_ID
 from coolie_core.io.delta import CommitInfo, WriteResult
 from coolie_core.models import Dataflow
 from coolie_core.quarantine import Rejects, split_rejects
-from coolie_core.transforms import DROPPED, LOADED_AT, REJECT_RULE, RUN_ID
 from coolie_core.windows import Window
 
 __all__ = ["SparkRows"]
@@ -53,7 +53,7 @@ class SparkRows:
         self._schema = schema
         self._dataflow = dataflow
         self.tally = dict(tally or {})
-        """Rows read but not to load, per reason (as :func:`coolie_core.reading.split_marked`)."""
+        """Rows read but not to load, per reason (as :func:`coolie_core.batches.split_marked`)."""
 
     @property
     def height(self) -> int:
@@ -107,6 +107,24 @@ class SparkRows:
                 )
         return sdf
 
+    def _loadable(self, system_columns: tuple[dt.datetime, str] | None) -> tuple[Any, int]:
+        """The rows to write (marked and rejected rows left out, capped at the counted maxima,
+        plus the system columns) and how many there are."""
+        from pyspark.sql import functions as F
+
+        from coolie_core.engines.spark.transform import spark_literal
+
+        sdf = self._sdf
+        if DROPPED in sdf.columns:  # marked rows are counted, never written
+            sdf = sdf.filter(F.col(DROPPED).isNull())
+        if self._rejected is not None:  # quarantined rows went to the quarantine table
+            sdf = sdf.filter(F.col(REJECT_RULE).isNull())
+        sdf = self._capped(sdf)
+        if system_columns is not None:
+            loaded_at, run_id = system_columns
+            sdf = sdf.withColumns({LOADED_AT: spark_literal(loaded_at, None), RUN_ID: F.lit(run_id)})
+        return sdf, self._height - sum(self.tally.values()) - (self._rejected or 0)
+
     def append_delta(
         self,
         path: Path,
@@ -119,27 +137,36 @@ class SparkRows:
         """Spark tasks write Parquet into the table folder; one delta-rs commit adds the files (and,
         for the other loads of the dataflow, removes those it replaces; with ``evolve``, adds the
         new columns to the table's schema)."""
-        from pyspark.sql import functions as F
-
         from coolie_core.engines.spark.append import append_evolving_with_spark, append_with_spark
-        from coolie_core.engines.spark.transform import spark_literal
 
-        sdf = self._sdf
-        if DROPPED in sdf.columns:  # marked rows are counted, never written
-            sdf = sdf.filter(F.col(DROPPED).isNull())
-        if self._rejected is not None:  # quarantined rows went to the quarantine table
-            sdf = sdf.filter(F.col(REJECT_RULE).isNull())
-        sdf = self._capped(sdf)
-        if system_columns is not None:
-            loaded_at, run_id = system_columns
-            sdf = sdf.withColumns({LOADED_AT: spark_literal(loaded_at, None), RUN_ID: F.lit(run_id)})
-        rows = self._height - sum(self.tally.values()) - (self._rejected or 0)
+        sdf, rows = self._loadable(system_columns)
         if self._flow is not None and (self._window is not None or self._flow.destination.load != "append"):
             return self._write(sdf, path, info=info, like=like, rows=rows, evolve=evolve)
         append = append_evolving_with_spark if evolve else append_with_spark
         return append(
             sdf.select(*like.columns), path, schema=like.schema, rows=rows, info=info,
             partition_by=self._partition_by,
+        )  # fmt: skip
+
+    def write_folder(
+        self,
+        folder: Path,
+        *,
+        like: pl.DataFrame,
+        system_columns: tuple[dt.datetime, str] | None,
+        batch: int,
+        run_id: str,
+    ) -> int:
+        """Spark tasks write the rows as batch ``batch`` of a parquet-folder destination
+        (:mod:`coolie_core.engines.spark.folder`), with the columns and types of ``like``; the
+        rows written."""
+        from coolie_core.engines.spark.folder import write_folder_with_spark
+
+        assert self._flow is not None
+        sdf, rows = self._loadable(system_columns)
+        return write_folder_with_spark(
+            sdf.select(*like.columns), folder, schema=like.schema, rows=rows, batch=batch, run_id=run_id,
+            overwrite=self._flow.destination.load == "overwrite", where=f"dataflow {self._flow.name}",
         )  # fmt: skip
 
     @property

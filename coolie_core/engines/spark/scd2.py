@@ -1,6 +1,6 @@
 """SCD2 loads on Spark tasks, copy-on-write, in ONE delta-rs commit.
 
-The rules are :mod:`coolie_core.io.scd2`'s (versions, chains within a batch, corrections at the
+The rules are :mod:`coolie_core.engines.polars.scd2`'s (versions, chains within a batch, corrections at the
 same instant, late rows ignored). Spark computes the batch's versions against the current
 versions of its keys; the files holding a current version that closes or is corrected are
 rewritten (that version closed or replaced, every other row as it was), the new versions go to
@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F  # pyspark's own convention
 from pyspark.sql.window import Window as SparkWindow
 
+from coolie_core.columns import LOADED_AT, scd2_tracked
 from coolie_core.engines.spark.convert import ORDER
 from coolie_core.engines.spark.files import (
     _FILE,
@@ -28,10 +29,8 @@ from coolie_core.engines.spark.files import (
 )
 from coolie_core.engines.spark.write import _io_errors, _schema_for, commit_files, commit_load, partitioning
 from coolie_core.errors import DataError
-from coolie_core.io.delta import CommitInfo, WriteResult, _note_written, _snapshot, delta_table_exists
-from coolie_core.io.scd2 import _tracked
+from coolie_core.io.delta import CommitInfo, WriteResult, batch_snapshot, delta_table_exists, note_written
 from coolie_core.models import DestinationSpec
-from coolie_core.transforms import LOADED_AT
 
 __all__ = ["scd2_with_spark"]
 
@@ -63,7 +62,7 @@ def scd2_with_spark(
     effective = spec.effective_column or (order_columns[0] if order_columns else LOADED_AT)
     if effective not in schema:
         raise DataError(f"{where}: scd2 effective column {effective} is not in the data")
-    tracked = _tracked(pl.DataFrame(schema=schema), destination, effective)
+    tracked = scd2_tracked(schema.names(), destination, effective)
     vf, vt, cur = spec.valid_from, spec.valid_to, spec.is_current
     by_key = SparkWindow.partitionBy(*keys).orderBy(F.col(vf).asc_nulls_first())
 
@@ -80,7 +79,7 @@ def scd2_with_spark(
     out_schema = pl.Schema({**schema, vf: schema[effective], vt: schema[effective], cur: pl.Boolean()})
     out_schema = pl.Schema({c: out_schema[c] for c in columns})
 
-    table = _snapshot(path, info) if delta_table_exists(path) else None
+    table = batch_snapshot(path, info) if delta_table_exists(path) else None
     partition_by = partitioning(table, partition_by, load="scd2", where=where, path=path)
     delta_schema = _schema_for(table, out_schema, where=where, path=path, evolve=evolve)
     if table is None:
@@ -89,7 +88,7 @@ def scd2_with_spark(
             adds, written = write_files(
                 out, folder, path, delta_schema, where=where, partition_by=partition_by
             )
-            _note_written(info, written)
+            note_written(info, written)
             version = commit_files(
                 path, None, adds, schema=delta_schema, info=info, partition_by=partition_by
             )
@@ -143,7 +142,7 @@ def scd2_with_spark(
                     out = typed(rows, delta_schema).unionByName(typed(new_rows, delta_schema))
                     removes = touched
             write_files(out, folder, path, delta_schema, where=where, partition_by=partition_by)
-            _note_written(info, written)
+            note_written(info, written)
             version = commit_load(
                 path, table, removes, folder=folder, schema=delta_schema, info=info, partition_by=partition_by
             )

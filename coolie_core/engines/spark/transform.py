@@ -1,6 +1,6 @@
 """The catalog's transforms, window and watermark filters as Spark operations.
 
-Same rules as :mod:`coolie_core.transforms` (the Polars engine):
+Same rules as :mod:`coolie_core.engines.polars.transform` (the Polars engine):
 
 * casts are strict: a value that does not convert fails the run naming the column and the value;
   strptime formats (``%Y-%m-%d``) are translated to Spark datetime patterns;
@@ -33,10 +33,9 @@ from pyspark.sql.types import (
     TimestampNTZType,
 )
 
-from coolie_core.casts import ISO_DATETIME
+from coolie_core.columns import DROPPED, INTERNAL_COLUMNS, RAW_ROW, REJECT_REASON, REJECT_RULE
 from coolie_core.engines.spark.convert import ORDER, polars_dtype_of, spark_errors
 from coolie_core.errors import DataError
-from coolie_core.filters import _minus_lookback, coerce_bound
 from coolie_core.models import (
     AggregateTransform,
     CastTransform,
@@ -51,7 +50,7 @@ from coolie_core.models import (
     SelectTransform,
     Transform,
 )
-from coolie_core.transforms import DROPPED, INTERNAL_COLUMNS, RAW_ROW, REDACTED, REJECT_REASON, REJECT_RULE
+from coolie_core.values import ISO_DATETIME, REDACTED, coerce_bound, minus_lookback
 from coolie_core.watermarks import Watermark
 
 __all__ = [
@@ -172,7 +171,7 @@ def _as_text(column: Column, dtype: DataType) -> Column:
 
 
 def _hash(columns: list[str], types: dict[str, DataType]) -> Column:
-    # Same bytes as coolie_core.transforms._hash_expr: unit separator, "\x00" for null.
+    # Same bytes as coolie_core.engines.polars.transform._hash_expr: unit separator, "\x00" for null.
     parts = [F.coalesce(_as_text(F.col(c), types[c]), F.lit("\x00")) for c in columns]
     return F.sha2(F.concat_ws("\x1f", *parts), 256)
 
@@ -181,7 +180,7 @@ def _hash(columns: list[str], types: dict[str, DataType]) -> Column:
 
 
 def _iso_timestamp(col: Column) -> Column:
-    """Text in :data:`~coolie_core.casts.ISO_DATETIME` as a timestamp, null for any other text.
+    """Text in :data:`~coolie_core.values.ISO_DATETIME` as a timestamp, null for any other text.
 
     The same texts as the Polars engine: Spark's own cast also takes ``2024``, ``2024-3-1`` or a
     leading blank, and no offset after ``HH:MM``. The parts are reassembled into one canonical
@@ -276,7 +275,7 @@ def with_spark_quarantine_columns(sdf: DataFrame) -> DataFrame:
 
 
 def _rejection(rule: str, reason: Column, failed: Column) -> dict[str, Column]:
-    """Mark rows where ``failed`` holds (or is null) as rejected (as :func:`~coolie_core.transforms.add_rejection`)."""
+    """Mark rows where ``failed`` holds (or is null) as rejected (as :func:`~coolie_core.quarantine.add_rejection`)."""
 
     def extend(column: str, new: Column) -> Column:
         old = F.col(column)
@@ -309,7 +308,7 @@ def _quarantined_casts(
 
 
 def _alive(types: dict[str, DataType]) -> Column:
-    """Rows no rule has removed or rejected (as :func:`coolie_core.transforms.alive`)."""
+    """Rows no rule has removed or rejected (as :func:`coolie_core.engines.polars.transform.alive`)."""
     parts = [F.col(c).isNull() for c in (DROPPED, REJECT_RULE) if c in types]
     return reduce(lambda a, b: a & b, parts) if parts else F.lit(True)
 
@@ -445,7 +444,7 @@ def _bound(
 def spark_window_filter(
     sdf: DataFrame, column: str, lo: Any, hi: Any, *, where: str, timezone: str
 ) -> DataFrame:
-    """Keep ``lo <= column < hi``, bounds typed to the column (as :func:`coolie_core.filters.window_expr`)."""
+    """Keep ``lo <= column < hi``, bounds typed to the column (as :func:`coolie_core.engines.polars.filters.window_expr`)."""
     types = {f.name: f.dataType for f in sdf.schema.fields if f.name != ORDER}
     if column not in types:
         raise DataError(f"{where}: partition column {column} not found; available: {list(types)}")
@@ -457,13 +456,13 @@ def spark_window_filter(
 def spark_watermark_filter(
     sdf: DataFrame, watermark: Watermark, lookback: LookbackSpec | None, *, where: str
 ) -> DataFrame:
-    """Keep rows newer than the watermark in any of its columns (as :func:`coolie_core.filters.watermark_expr`)."""
+    """Keep rows newer than the watermark in any of its columns (as :func:`coolie_core.engines.polars.filters.watermark_expr`)."""
     types = {f.name: f.dataType for f in sdf.schema.fields if f.name != ORDER}
     parts = []
     for column, value in watermark.items():
         if column not in types:
             raise DataError(f"{where}: watermark column {column} not found; available: {list(types)}")
-        parts.append(F.col(column) > _bound(column, _minus_lookback(value, lookback), types, where=where))
+        parts.append(F.col(column) > _bound(column, minus_lookback(value, lookback), types, where=where))
     if not parts:
         return sdf
     return sdf.filter(reduce(lambda a, b: a | b, parts))

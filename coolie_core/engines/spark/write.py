@@ -21,7 +21,7 @@ Until that commit nothing is visible; an interrupted load leaves unreferenced fi
 * ``schema_drift: evolve``: the new columns join the table's schema in the same commit
   (:func:`commit_load`).
 
-Duplicate keys and change-feed deletes follow the Polars engine (:mod:`coolie_core.io.delta`).
+Duplicate keys and change-feed deletes follow the Polars engine (:mod:`coolie_core.engines.polars.write`).
 """
 
 import json
@@ -58,10 +58,10 @@ from coolie_core.faults import fault_point
 from coolie_core.io.delta import (
     CommitInfo,
     WriteResult,
-    _note_written,
-    _snapshot,
-    _wrap_errors,
+    batch_snapshot,
     delta_table_exists,
+    note_written,
+    wrap_delta_error,
 )
 
 __all__ = [
@@ -229,7 +229,7 @@ def commit_actions(
                 commit_properties=properties,
             )  # fmt: skip
     except Exception as exc:
-        wrapped = _wrap_errors(exc, dataflow=dataflow, table=path)
+        wrapped = wrap_delta_error(exc, dataflow=dataflow, table=path)
         if wrapped is exc:
             raise
         raise wrapped from exc
@@ -256,13 +256,13 @@ def overwrite_with_spark(
 ) -> WriteResult:
     """Replace the whole table (data and schema) with ``sdf`` (``rows`` rows) in one commit."""
     where = f"dataflow {info.dataflow}"
-    table = _snapshot(path, info) if delta_table_exists(path) else None
+    table = batch_snapshot(path, info) if delta_table_exists(path) else None
     partition_by = partitioning(table, partition_by, load="overwrite", where=where, path=path)
     delta_schema = _schema_for(table, schema, where=where, path=path, replace=True)
     with _io_errors(where, path), new_folder(path) as folder:
         adds, written = write_files(sdf, folder, path, delta_schema, where=where, partition_by=partition_by)
         _check_rows(written, rows, folder, where)
-        _note_written(info, written)
+        note_written(info, written)
         version = commit_files(
             path, table, adds, schema=delta_schema, info=info, mode="overwrite", partition_by=partition_by
         )
@@ -309,7 +309,7 @@ def replace_window_with_spark(
     where = f"dataflow {info.dataflow}"
     if column not in schema:
         raise DataError(f"{where}: partition column {column} is not in the data ({list(schema)})")
-    table = _snapshot(path, info) if delta_table_exists(path) else None
+    table = batch_snapshot(path, info) if delta_table_exists(path) else None
     partition_by = partitioning(table, partition_by, load="replace_window", where=where, path=path)
     delta_schema = _schema_for(table, schema, where=where, path=path, evolve=evolve)
     with _io_errors(where, path), new_folder(path) as folder:
@@ -333,7 +333,7 @@ def replace_window_with_spark(
                     out = typed(sdf, delta_schema).unionByName(kept.drop(_FILE))
                     removes = touched
         write_files(out, folder, path, delta_schema, where=where, partition_by=partition_by)
-        _note_written(info, rows)
+        note_written(info, rows)
         version = commit_load(
             path, table, removes, folder=folder, schema=delta_schema, info=info, partition_by=partition_by
         )

@@ -12,7 +12,7 @@ over a few columns is cheap) goes from the source to the writer batch by batch i
   aborts the write before its commit (a :class:`TransientError`: the retry reads it again).
 
 Commit metadata, accounting, application transaction, snapshot check, fault points and error
-messages are the general path's (:func:`coolie_core.io.delta.write_delta`).
+messages are the general path's (:func:`coolie_core.engines.polars.write.write_delta`).
 """
 
 from collections.abc import Callable, Iterator
@@ -20,25 +20,27 @@ from typing import Any
 
 import polars as pl
 
+from coolie_core.batches import NewData, StreamedBatch, tally_counts
+from coolie_core.columns import DROPPED, add_system_columns
 from coolie_core.drift import reconcile_schema, table_schema
+from coolie_core.engines.polars.read import DATA_ERRORS, as_data_error, scan_frame
+from coolie_core.engines.polars.stream import new_maxima
+from coolie_core.engines.polars.transform import latest_per_key
 from coolie_core.errors import DataError, TransientError, WriteError
 from coolie_core.faults import fault_point
 from coolie_core.io.delta import (
     CommitInfo,
-    _note_written,
-    _snapshot,
-    _version_after,
-    _wrap_errors,
+    batch_snapshot,
     commit_empty,
     delta_table_exists,
     merge_into,
+    note_written,
+    version_after,
     window_predicate,
+    wrap_delta_error,
 )
-from coolie_core.io.stream import StreamedBatch, new_maxima
 from coolie_core.models import Catalog, Dataflow
-from coolie_core.reading import DATA_ERRORS, NewData, as_data_error, scan_frame, tally_counts
 from coolie_core.storage import StorageLocation
-from coolie_core.transforms import DROPPED, add_system_columns, latest_per_key
 from coolie_core.watermarks import StoredWatermark
 from coolie_core.windows import windows_covering
 
@@ -83,12 +85,12 @@ def stream_rewrite(
 ) -> StreamedBatch:
     """Read, transform and merge (or replace windows with) one batch of ``flow`` as a stream.
 
-    Same arguments and result as :func:`coolie_core.io.stream.stream_dataflow`; rows a merge
+    Same arguments and result as :func:`coolie_core.engines.polars.stream.stream_dataflow`; rows a merge
     folds (duplicate keys, ``on_duplicate_keys: latest``) are in the tally as ``"merged"``.
 
     Raises:
         DataError: bad data or transform, duplicate merge keys under ``on_duplicate_keys: fail``;
-            SchemaDriftError, WriteError, TransientError: as :func:`coolie_core.io.delta.write_delta`.
+            SchemaDriftError, WriteError, TransientError: as :func:`coolie_core.engines.polars.write.write_delta`.
     """
     import datetime as dt
 
@@ -159,9 +161,9 @@ def stream_rewrite(
     fault_point("before_commit", flow.name)
     failures: list[BaseException] = []
     reader = _reader(rows, check=check, finish=finish, expected=to_write, flow=flow, failures=failures)
-    _note_written(info, to_write)
+    note_written(info, to_write)
     try:
-        snapshot = _snapshot(dest, info)
+        snapshot = batch_snapshot(dest, info)
         if merge:
             version = _merge(snapshot, reader, flow=flow, info=info, evolve=drift.evolve)
         else:
@@ -179,7 +181,7 @@ def stream_rewrite(
                 schema_mode="merge" if drift.evolve else None,
                 commit_properties=info.properties(),
             )
-            version = _version_after(dest, snapshot)
+            version = version_after(dest, snapshot)
     except (DataError, WriteError, TransientError):
         raise
     except Exception as exc:
@@ -188,7 +190,7 @@ def stream_rewrite(
             raise as_data_error(cause, dataflow=flow.name) from cause
         if isinstance(cause, Exception):
             raise cause from exc
-        wrapped = _wrap_errors(exc, dataflow=flow.name, table=dest)
+        wrapped = wrap_delta_error(exc, dataflow=flow.name, table=dest)
         if wrapped is exc:
             raise
         raise wrapped from exc

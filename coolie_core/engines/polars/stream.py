@@ -1,7 +1,7 @@
 """Stream a dataflow's rows into its Delta table, never holding them in memory whole.
 
 For the polars engine's plain loads (``append`` / ``overwrite`` to Delta, no window, no
-quarantine) the driver hands the run over to :func:`stream_dataflow`: the transformed LazyFrame
+quarantine) the engine takes the run over with :func:`stream_dataflow`: the transformed LazyFrame
 is executed by polars' streaming engine batch by batch and delta-rs writes the batches as they
 come, in one commit, so peak memory stays bounded whatever the input size (see BENCHMARKS.md).
 
@@ -20,44 +20,24 @@ check, fault points and error messages.
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
-from coolie_core.casts import BAD_CAST, raise_bad_casts
-from coolie_core.drift import SchemaChange, reconcile_schema, table_schema
+from coolie_core.batches import NewData, StreamedBatch, tally_counts
+from coolie_core.columns import DROPPED, add_system_columns
+from coolie_core.drift import reconcile_schema, table_schema
+from coolie_core.engines.polars.casts import BAD_CAST, raise_bad_casts
+from coolie_core.engines.polars.read import DATA_ERRORS, as_data_error, collect, scan_frame
 from coolie_core.faults import fault_point
 from coolie_core.io.delta import CommitInfo, commit_empty, delta_table_exists, write_delta_batches
 from coolie_core.models import Catalog, Dataflow
-from coolie_core.reading import (
-    DATA_ERRORS,
-    NewData,
-    as_data_error,
-    collect,
-    scan_frame,
-    tally_counts,
-)
 from coolie_core.storage import StorageLocation
-from coolie_core.transforms import DROPPED, add_system_columns
 from coolie_core.watermarks import StoredWatermark, Watermark, max_watermark
 
-__all__ = ["StreamedBatch", "can_stream", "new_maxima", "stream_dataflow"]
+__all__ = ["can_stream", "new_maxima", "stream_dataflow"]
 
 _ROWS = "__coolie_rows"
-
-
-@dataclass(frozen=True)
-class StreamedBatch:
-    """What :func:`stream_dataflow` did. ``rows_written == 0``: nothing new, no commit."""
-
-    rows_read: int
-    rows_written: int
-    watermark: Watermark | None
-    version: int | None
-    drift: SchemaChange | None = None
-    tally: dict[str, int] = field(default_factory=dict)
-    """Rows read but not loaded, per reason (see :func:`coolie_core.reading.split_marked`)."""
 
 
 def can_stream(catalog: Catalog, flow: Dataflow) -> bool:
@@ -165,12 +145,12 @@ def stream_dataflow(
         state: the stored batch and watermark.
         run_id: stamped on the rows and the commit.
         source: the source fingerprint, recorded in the commit.
-        new: the source's data added since the last batch (late rows, see coolie_core.reading).
+        new: the source's data added since the last batch (late rows, see :mod:`coolie_core.engines.polars.read`).
         listed_at: when the source was listed (recorded in the commit).
 
     Raises:
         DataError: bad data or transform (named), SchemaDriftError: columns do not fit the table,
-            WriteError / TransientError: as :func:`coolie_core.io.delta.write_delta`.
+            WriteError / TransientError: as :func:`coolie_core.engines.polars.write.write_delta`.
     """
     previous = state.value if flow.watermark_columns else None
     # Strict parses checked natively, in _batches (every row passes there: no watermark filter

@@ -5,14 +5,15 @@ collects. Cast failures surface at collect time as :class:`~coolie_core.errors.D
 naming the column and a sample value. Masking keeps nulls null (only values are hashed or redacted).
 """
 
-import datetime as dt
 import hashlib
 import re
 
 import polars as pl
 
-from coolie_core.casts import cast_expr, marked_cast
+from coolie_core.columns import DROPPED, INTERNAL_COLUMNS, REJECT_RULE
+from coolie_core.engines.polars.casts import cast_expr, marked_cast
 from coolie_core.errors import DataError
+from coolie_core.expressions import sql_expr
 from coolie_core.models import (
     AggregateTransform,
     CastTransform,
@@ -27,38 +28,10 @@ from coolie_core.models import (
     SelectTransform,
     Transform,
 )
+from coolie_core.quarantine import add_rejection
+from coolie_core.values import REDACTED
 
-__all__ = [
-    "DROPPED",
-    "LOADED_AT",
-    "RAW_ROW",
-    "REJECT_REASON",
-    "REJECT_RULE",
-    "RUN_ID",
-    "SYSTEM_COLUMNS",
-    "add_system_columns",
-    "alive",
-    "apply_transforms",
-    "cdc_deleted",
-    "latest_per_key",
-    "polars_dtype",
-    "sql_expr",
-]
-
-LOADED_AT = "_coolie_loaded_at"
-RUN_ID = "_coolie_run_id"
-SYSTEM_COLUMNS = (LOADED_AT, RUN_ID)
-REDACTED = "***"
-
-# Internal columns of a dataflow with quarantine: the source row as JSON and why it is rejected
-# (null: a good row). They never reach the destination.
-RAW_ROW = "__coolie_raw"
-REJECT_RULE = "__coolie_reject_rule"
-REJECT_REASON = "__coolie_reject_reason"
-INTERNAL_COLUMNS = (RAW_ROW, REJECT_RULE, REJECT_REASON)
-# Accounting (coolie_core.reading): the declared rule that removed a row ("filter", "dedup"...),
-# null while the row lives. Rows are marked instead of removed, so a run can count them.
-DROPPED = "__coolie_dropped"
+__all__ = ["alive", "apply_transforms", "cdc_deleted", "latest_per_key", "polars_dtype"]
 
 
 def alive(schema: pl.Schema) -> pl.Expr:
@@ -94,14 +67,6 @@ def polars_dtype(name: str) -> pl.DataType:
     return _SIMPLE_TYPES[name]
 
 
-def sql_expr(text: str, *, where: str) -> pl.Expr:
-    """Parse a SQL expression; a syntax error becomes a DataError naming ``where``."""
-    try:
-        return pl.sql_expr(text)
-    except Exception as exc:  # polars raises several error types for SQL parsing
-        raise DataError(f"{where}: cannot parse SQL expression {text!r}: {exc}") from exc
-
-
 def _cast_expr(
     column: str,
     type_name: str,
@@ -115,18 +80,6 @@ def _cast_expr(
     return cast_expr(
         column, type_name, fmt, schema, target=polars_dtype(type_name), strict=strict, where=where
     )
-
-
-def add_rejection(rule: pl.Expr | str, reason: pl.Expr, failed: pl.Expr) -> list[pl.Expr]:
-    """Mark rows where ``failed`` is true as rejected by ``rule`` (reasons accumulate with ``; ``)."""
-    rule_expr = pl.lit(rule) if isinstance(rule, str) else rule
-
-    def extend(column: str, new: pl.Expr) -> pl.Expr:
-        old = pl.col(column)
-        joined = pl.when(old.is_null()).then(new).otherwise(old + pl.lit("; ") + new)
-        return pl.when(failed.fill_null(True)).then(joined).otherwise(old).alias(column)
-
-    return [extend(REJECT_RULE, rule_expr), extend(REJECT_REASON, reason)]
 
 
 def _quarantined_casts(lf: pl.LazyFrame, transform: CastTransform, schema: pl.Schema) -> pl.LazyFrame:
@@ -310,7 +263,7 @@ def apply_transforms(
 
     ``deferred_casts``: strict parses of text leave marker columns instead of a check of their
     own; whoever collects the frame must pass every batch to
-    :func:`coolie_core.casts.raise_bad_casts` (the streaming path does).
+    :func:`coolie_core.engines.polars.casts.raise_bad_casts` (the streaming path does).
 
     Raises:
         DataError: a transform names a missing column or holds invalid SQL.
@@ -323,14 +276,3 @@ def apply_transforms(
         lf = _apply(lf, transform, where=where, marked=marked, deferred_casts=deferred_casts)
         marked = marked or transform.kind not in ("cast", "rename", "derive")
     return lf
-
-
-def add_system_columns(lf: pl.LazyFrame, *, loaded_at: dt.datetime, run_id: str) -> pl.LazyFrame:
-    """Add ``_coolie_loaded_at`` (typed UTC timestamp) and ``_coolie_run_id``.
-
-    Both are constants, so parquet stores them dictionary/RLE-encoded at almost no cost.
-    """
-    return lf.with_columns(
-        pl.lit(loaded_at.astimezone(dt.UTC), dtype=pl.Datetime("us", "UTC")).alias(LOADED_AT),
-        pl.lit(run_id, dtype=pl.String).alias(RUN_ID),
-    )

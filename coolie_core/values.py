@@ -1,8 +1,14 @@
-"""Row filters for incremental reads (watermark) and windows, typed to the column.
+"""Value rules both engines apply alike: typed bounds, look-back, accepted datetime text, masking.
 
-Bounds are normalised to the column's type before comparing: a UTC datetime bound against a
-``Date`` column compares as the calendar date in the partition timezone (a window boundary is local
-midnight there), against a naive ``Datetime`` as naive UTC. Never a TypeError.
+A window or watermark bound is normalised to the type of the column it is compared with: a UTC
+datetime bound against a ``Date`` column compares as the calendar date in the partition timezone
+(a window boundary is local midnight there), against a naive ``Datetime`` as naive UTC. Never a
+TypeError. The Polars engine's filters (:mod:`coolie_core.engines.polars.filters`) and the Spark
+engine's (:mod:`coolie_core.engines.spark.transform`) both type their bounds here.
+
+>>> import polars as pl
+>>> coerce_bound(dt.datetime(2024, 3, 1, tzinfo=dt.UTC), pl.Date(), where="example")
+datetime.date(2024, 3, 1)
 """
 
 import datetime as dt
@@ -13,9 +19,18 @@ import polars as pl
 
 from coolie_core.errors import DataError
 from coolie_core.models import LookbackSpec
-from coolie_core.watermarks import Watermark
 
-__all__ = ["coerce_bound", "watermark_expr", "window_expr"]
+__all__ = ["ISO_DATETIME", "REDACTED", "coerce_bound", "minus_lookback"]
+
+ISO_DATETIME = (
+    r"^(\d{4}-\d{2}-\d{2})"  # date
+    r"(?:[T ](\d{2}:\d{2})(:\d{2})?(\.\d{1,9})?"  # time: hours and minutes, optional seconds and fraction
+    r"(Z|[+-]\d{2}:?\d{2})?)?$"  # offset, only after a time
+)
+"""The datetime texts a ``datetime`` cast accepts without a format (both engines)."""
+
+REDACTED = "***"
+"""What the ``mask`` transform's ``redact`` method writes in place of a value (nulls stay null)."""
 
 
 def coerce_bound(value: Any, dtype: pl.DataType, *, where: str, timezone: str = "UTC") -> Any:
@@ -44,20 +59,8 @@ def coerce_bound(value: Any, dtype: pl.DataType, *, where: str, timezone: str = 
     raise DataError(f"{where}: cannot compare a column of type {dtype} with {type(value).__name__} {value!r}")
 
 
-def window_expr(
-    column: str, lo: Any, hi: Any, schema: pl.Schema, *, where: str, timezone: str = "UTC"
-) -> pl.Expr:
-    """``lo <= column < hi`` with bounds typed to the column (dates in the partition ``timezone``)."""
-    if column not in schema:
-        raise DataError(f"{where}: partition column {column} not found; available: {list(schema.names())}")
-    dtype = schema[column]
-    expr: pl.Expr = (pl.col(column) >= coerce_bound(lo, dtype, where=where, timezone=timezone)) & (
-        pl.col(column) < coerce_bound(hi, dtype, where=where, timezone=timezone)
-    )
-    return expr
-
-
-def _minus_lookback(value: Any, lookback: LookbackSpec | None) -> Any:
+def minus_lookback(value: Any, lookback: LookbackSpec | None) -> Any:
+    """A watermark value moved back by the dataflow's ``lookback`` (rows that late are read again)."""
     if lookback is None:
         return value
     if lookback.amount is not None:
@@ -68,20 +71,3 @@ def _minus_lookback(value: Any, lookback: LookbackSpec | None) -> Any:
     if isinstance(value, dt.date):
         return value - dt.timedelta(days=max(1, delta.days))
     raise DataError(f"lookback in time units needs a date/datetime watermark, not {type(value).__name__}")
-
-
-def watermark_expr(
-    watermark: Watermark, lookback: LookbackSpec | None, schema: pl.Schema, *, where: str
-) -> pl.Expr | None:
-    """Rows newer than the watermark in any of its columns (``>``, after look-back)."""
-    parts = []
-    for column, value in watermark.items():
-        if column not in schema:
-            raise DataError(
-                f"{where}: watermark column {column} not found; available: {list(schema.names())}"
-            )
-        bound = coerce_bound(_minus_lookback(value, lookback), schema[column], where=where)
-        parts.append(pl.col(column) > bound)
-    if not parts:
-        return None
-    return pl.any_horizontal(parts)

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from coolie_core.columns import LOADED_AT, scd2_tracked
 from coolie_core.errors import DataError
 from coolie_core.faults import fault_point
 from coolie_core.io.delta import WriteResult, delta_table_exists, quote
 from coolie_core.models import DestinationSpec
 from coolie_core.storage import StorageLocation, delta_table, library_options, table_options
-from coolie_core.transforms import LOADED_AT, SYSTEM_COLUMNS
 
 if TYPE_CHECKING:
     from coolie_core.io.delta import CommitInfo
@@ -33,22 +33,6 @@ __all__ = ["write_scd2"]
 
 _ACTION = "__coolie_action"
 _MK = "__coolie_mk_"
-
-
-def _tracked(frame: pl.DataFrame, destination: DestinationSpec, effective: str) -> list[str]:
-    spec = destination.scd2
-    if spec.track:
-        return spec.track
-    # The effective column (explicit or defaulted) says *when*, never *what* changed.
-    skip = {
-        *destination.merge_keys,
-        *SYSTEM_COLUMNS,
-        spec.valid_from,
-        spec.valid_to,
-        spec.is_current,
-        effective,
-    }
-    return [c for c in frame.columns if c not in skip]
 
 
 def _changed(columns: list[str], left_suffix: str = "", right_suffix: str = "__prev") -> pl.Expr:
@@ -80,7 +64,7 @@ def write_scd2(
     effective = spec.effective_column or (order_columns[0] if order_columns else LOADED_AT)
     if effective not in frame.columns:
         raise DataError(f"dataflow {info.dataflow}: scd2 effective column {effective} is not in the data")
-    tracked = _tracked(frame, destination, effective)
+    tracked = scd2_tracked(frame.columns, destination, effective)
     vf, vt, cur = spec.valid_from, spec.valid_to, spec.is_current
 
     # One row per (key, timestamp): the later input row wins; then drop no-op versions.

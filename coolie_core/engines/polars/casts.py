@@ -4,10 +4,10 @@ A ``datetime`` cast of text without a ``formats`` entry accepts ISO-8601 as user
 ``2024-03-01``, ``2024-03-01 10:00``, ``2024-03-01T10:00:00``, fractional seconds, and a ``Z`` or
 ``+02:00`` / ``+0200`` offset. Values with an offset are converted to UTC; values without one
 are UTC already. Anything else (``2024-3-1``, ``01/03/2024``, a trailing space) does not convert.
-The Spark engine accepts exactly the same texts (:data:`ISO_DATETIME` gates both).
+The Spark engine accepts exactly the same texts (:data:`coolie_core.values.ISO_DATETIME` gates both).
 
 A strict cast (no quarantine) fails naming the column and the first value that does not convert;
-with quarantine the rejection reason names them (see :mod:`coolie_core.transforms`).
+with quarantine the rejection reason names them (see :mod:`coolie_core.engines.polars.transform`).
 """
 
 import json
@@ -15,15 +15,9 @@ import json
 import polars as pl
 
 from coolie_core.errors import CastError
+from coolie_core.values import ISO_DATETIME
 
-__all__ = ["BAD_CAST", "ISO_DATETIME", "cast_expr", "marked_cast", "raise_bad_casts"]
-
-ISO_DATETIME = (
-    r"^(\d{4}-\d{2}-\d{2})"  # date
-    r"(?:[T ](\d{2}:\d{2})(:\d{2})?(\.\d{1,9})?"  # time: hours and minutes, optional seconds and fraction
-    r"(Z|[+-]\d{2}:?\d{2})?)?$"  # offset, only after a time
-)
-"""The datetime texts a ``datetime`` cast accepts without a format (both engines)."""
+__all__ = ["BAD_CAST", "cast_expr", "marked_cast", "raise_bad_casts"]
 
 _ISO_PARSE = "%Y-%m-%d %H:%M:%S%.f%:z"
 

@@ -1,0 +1,162 @@
+"""Parquet-folder destinations (``format: parquet``) on Spark: tasks write the batch's files, the
+driver only names them and commits the folder's state — the same rows, types, watermarks and run
+records as the Polars engine over a first and an incremental batch; a killed batch's files are
+removed by the next run."""
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import yaml
+from polars.testing import assert_frame_equal
+
+from coolie_core.catalog import LoadedCatalog, load_catalog
+from coolie_core.columns import SYSTEM_COLUMNS
+from coolie_core.driver import Driver
+from coolie_core.io.parquet import STAGING_PREFIX
+
+pytestmark = pytest.mark.spark
+
+T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+FLOWS = ("appended", "snapshot", "unsigned")
+
+
+def _rows(ids: list[int], *, version: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": ids,
+            "name": [f"n{i % 7}-v{version}" for i in ids],
+            "amount": [float(i * version) for i in ids],
+            "day": [dt.date(2024, 1, 1) + dt.timedelta(days=i % 40) for i in ids],
+            "at": [T0 + dt.timedelta(hours=version * 1000 + i % 13) for i in ids],
+        }
+    )
+
+
+def _document(root: Path, engine: str) -> dict[str, Any]:
+    source = {"format": "parquet", "connection": "raw", "path": "*.parquet"}
+    out = {"connection": "out", "format": "parquet"}
+    flows: list[dict[str, Any]] = [
+        {
+            "name": "appended", "source": source, "watermark_columns": ["at"],
+            "destination": {**out, "table": "appended", "load": "append"},
+        },
+        {"name": "snapshot", "source": source, "destination": {**out, "table": "snapshot", "load": "overwrite"}},
+        {
+            # UInt32 is not a type Spark writes: this one comes back to the driver, written by polars.
+            "name": "unsigned", "source": source, "watermark_columns": ["at"],
+            "transforms": [{"kind": "cast", "columns": {"id": "uint32"}}],
+            "destination": {**out, "table": "unsigned", "load": "append"},
+        },
+    ]  # fmt: skip
+    return {
+        "defaults": {"engine": engine},
+        "connections": {
+            "raw": {"kind": "files", "path": str(root / "raw")},
+            "out": {"kind": "files", "path": str(root / "out")},
+        },
+        "dataflows": flows,
+    }
+
+
+def _load(root: Path, engine: str) -> LoadedCatalog:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "catalog.yaml"
+    path.write_text(yaml.safe_dump(_document(root, engine), sort_keys=False), encoding="utf-8")
+    return load_catalog(path)
+
+
+def _folder(path: Path) -> pl.DataFrame:
+    return pl.read_parquet(path / "part-*.parquet").drop(SYSTEM_COLUMNS, strict=False).sort(pl.all())
+
+
+def _records(root: Path) -> list[tuple[str, ...]]:
+    records = [
+        json.loads(line)
+        for f in sorted((root / ".coolie" / "runs").glob("*.jsonl"))
+        for line in f.read_text(encoding="utf-8").splitlines()
+    ]
+    keys = ("dataflow", "status", "rows_read", "rows_written", "rows_filtered", "watermark_after")
+    return sorted(tuple(str(r.get(k)) for k in keys) for r in records)
+
+
+def _run(root: Path, engine: str) -> LoadedCatalog:
+    loaded = _load(root, engine)
+    with Driver(loaded) as driver:
+        result = driver.run()
+    assert result.ok, [(r.dataflow, r.error) for r in result.results if r.error]
+    return loaded
+
+
+def _assert_same(base: Path) -> None:
+    states = {}
+    for engine in ("polars", "spark"):
+        loaded = _load(base / engine, engine)
+        with Driver(loaded) as driver:
+            states[engine] = {f.name: driver.read_state(f) for f in loaded.catalog.dataflows}
+    for name in FLOWS:
+        expected, actual = _folder(base / "polars" / "out" / name), _folder(base / "spark" / "out" / name)
+        assert actual.schema == expected.schema, name
+        with_system = [
+            pl.scan_parquet(base / e / "out" / name / "part-*.parquet").collect_schema() for e in states
+        ]
+        assert with_system[0] == with_system[1], name  # the system columns' types too
+        assert_frame_equal(actual, expected, check_exact=True)
+        got, want = states["spark"][name], states["polars"][name]
+        assert (got.value, got.batch) == (want.value, want.batch), name
+        assert not list((base / "spark" / "out" / name).glob(f"{STAGING_PREFIX}*")), name
+    assert _records(base / "spark") == _records(base / "polars")
+
+
+def test_parquet_folders_are_written_by_spark_tasks_with_polars_parity(
+    tmp_path: Path, spark: Any, spark_arrow_max_rows: Any
+) -> None:
+    spark_arrow_max_rows(0)
+    batches = [_rows(list(range(300)), version=1), _rows(list(range(200, 400)), version=2)]
+    for number, batch in enumerate(batches, start=1):
+        for engine in ("polars", "spark"):
+            raw = tmp_path / engine / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            # Two files per batch: Spark's tasks write several files, polars one.
+            batch.head(150).write_parquet(raw / f"b{number}-1.parquet")
+            batch.tail(-150).write_parquet(raw / f"b{number}-2.parquet")
+            _run(tmp_path / engine, engine)
+        _assert_same(tmp_path)
+        # Spark tasks wrote the files of the batch (more than the one file the driver writes);
+        # the unsigned column's batch came back to the driver: one file.
+        appended = sorted(
+            p.name for p in (tmp_path / "spark" / "out" / "appended").glob(f"part-{number:010d}-*")
+        )
+        assert len(appended) > 1, appended
+        assert [
+            p.name.rsplit("-", 1)[1]
+            for p in (tmp_path / "spark" / "out" / "unsigned").glob(f"part-{number:010d}-*")
+        ] == ["0.parquet"]
+        snapshot = list((tmp_path / "spark" / "out" / "snapshot").glob("part-*.parquet"))
+        assert {p.name[:15] for p in snapshot} == {f"part-{number:010d}"}  # overwrite kept only its batch
+
+
+def test_a_killed_batch_of_spark_files_is_removed_before_the_next_run(
+    tmp_path: Path, spark: Any, spark_arrow_max_rows: Any
+) -> None:
+    spark_arrow_max_rows(0)
+    raw = tmp_path / "raw"
+    raw.mkdir(parents=True)
+    _rows(list(range(100)), version=1).write_parquet(raw / "a.parquet")
+    _run(tmp_path, "spark")
+    folder = tmp_path / "out" / "appended"
+    committed = _folder(folder)
+    # What a run killed after its tasks wrote and before it committed leaves: a staging folder
+    # and files named for the next batch.
+    (folder / f"{STAGING_PREFIX}dead").mkdir()
+    (folder / f"{STAGING_PREFIX}dead" / "part-00000-x.parquet").write_bytes(b"partial")
+    _rows(list(range(5)), version=9).write_parquet(folder / "part-0000000002-killedrun-0.parquet")
+    _run(tmp_path, "spark")  # nothing new: the folder is cleaned, its rows unchanged
+    assert not list(folder.glob(f"{STAGING_PREFIX}*"))
+    assert_frame_equal(_folder(folder), committed, check_exact=True)
+    _rows(list(range(100, 150)), version=2).write_parquet(raw / "b.parquet")
+    _run(tmp_path, "spark")
+    assert _folder(folder).height == 150
