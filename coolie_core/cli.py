@@ -259,6 +259,7 @@ def run(
             table.add_column(
                 column,
                 justify="right" if column in ("rows read", "rows written", "version", "seconds") else "left",
+                overflow="fold",  # a path or an error in the note is shown whole
             )
         colours = {"succeeded": "green", "failed": "red", "skipped": "yellow", "planned": "cyan"}
         for item in result.results:
@@ -332,6 +333,7 @@ def replay(
 ) -> None:
     """Replay a range in calendar-aligned chunks: one commit per chunk, resumable, idempotent."""
     from coolie_core.driver import Driver
+    from coolie_core.quarantine import quarantine_location
     from coolie_core.replay import Every, plan_replay
 
     valid = ("year", "quarter", "month", "week", "day", "hour", "minute", "integer")
@@ -383,16 +385,20 @@ def replay(
             sys.stdout.write(json.dumps(result.to_record(run_id), default=str) + "\n")
     else:
         table = Table(title=f"replay {run_id}")
-        for column in ("dataflow", "status", "chunks committed", "chunks skipped", "rows", "note"):
-            table.add_column(column)
+        headers = ("dataflow", "status", "chunks committed", "chunks skipped", "rows", "rejected", "note")
+        for column in headers:
+            table.add_column(column, overflow="fold")  # a path in the note is shown whole
         for result in results:
+            rejected = sum(c.rejected for c in result.chunks)
+            where = f"quarantined in {quarantine_location(loaded.catalog, loaded.catalog.dataflow(result.dataflow))}"
             table.add_row(
                 result.dataflow,
                 result.status,
                 str(result.committed),
                 str(result.skipped),
                 str(sum(c.rows for c in result.chunks)),
-                result.error or "",
+                str(rejected),
+                "; ".join(n for n in (result.error, where if rejected else None) if n),
             )
         out.print(table)
     if any(r.status == "failed" for r in results):

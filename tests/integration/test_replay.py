@@ -367,3 +367,37 @@ def test_replay_of_a_quarantine_dataflow_on_spark_is_refused(tmp_path: Path) -> 
         plan_replay(loaded, loaded.catalog.dataflow("events"), start=dt.date(2024, 1, 1), end=None)
     assert "events.quarantine" in str(info.value)
     assert "polars engine only" in str(info.value)
+
+
+def test_the_replay_command_reports_the_rejected_rows_and_where_they_went(tmp_path: Path) -> None:
+    write_source(tmp_path, events(every_day(dt.date(2024, 1, 1), dt.date(2024, 3, 1))))
+    catalog(tmp_path, quarantine=QUARANTINE_ODD)
+    command = [
+        sys.executable,
+        "-m",
+        "coolie_core.cli",
+        "replay",
+        str(tmp_path / "catalog.yaml"),
+        "-d",
+        "events",
+    ]
+    args = ["--start", "2024-01-01", "--end", "2024-03-01"]
+    shown = subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "600"},
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if "events" in line and "succeeded" in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells[:6] == ["events", "succeeded", "2", "0", "30", "30"], cells
+    assert cells[6].startswith("quarantined in"), cells
+    squeezed = "".join(shown.stdout.split()).replace("│", "")  # the note wraps inside its cell
+    assert f"quarantinedin{tmp_path / 'lake' / '_quarantine' / 'events'}" in squeezed
+    as_json = subprocess.run(
+        [*command, *args, "--json"], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert json.loads(as_json.stdout.splitlines()[0])["rows_rejected"] == 0  # done: nothing replayed again
