@@ -9,14 +9,14 @@ from typing import Any
 
 import polars as pl
 import pytest
-import yaml
 from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
 
-from coolie_core.catalog import LoadedCatalog, load_catalog
+from coolie_core.catalog import LoadedCatalog
 from coolie_core.columns import SYSTEM_COLUMNS
 from coolie_core.driver import Driver
 from coolie_core.watermarks import read_delta_watermark
+from tests.spark.parity import run_records, write_catalog
 
 pytestmark = pytest.mark.spark
 
@@ -105,24 +105,11 @@ def _document(root: Path, engine: str) -> dict[str, Any]:
 
 
 def _load(root: Path, engine: str) -> LoadedCatalog:
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "catalog.yaml"
-    path.write_text(yaml.safe_dump(_document(root, engine), sort_keys=False), encoding="utf-8")
-    return load_catalog(path)
+    return write_catalog(root, _document(root, engine))
 
 
 def _table(path: Path) -> pl.DataFrame:
     return pl.read_delta(str(path)).drop(SYSTEM_COLUMNS, strict=False).sort(pl.all())
-
-
-def _records(root: Path) -> list[tuple[Any, ...]]:
-    records = [
-        json.loads(line)
-        for f in sorted((root / ".coolie" / "runs").glob("*.jsonl"))
-        for line in f.read_text(encoding="utf-8").splitlines()
-    ]
-    keys = ("dataflow", "status", "rows_read", "rows_written", "rows_filtered", "watermark_after")
-    return sorted(tuple(str(r.get(k)) for k in keys) for r in records)
 
 
 def _run_both(base: Path) -> dict[str, Path]:
@@ -149,7 +136,7 @@ def _assert_same(roots: dict[str, Path]) -> None:
         uris = DeltaTable(str(right)).file_uris()
         assert uris, name
         assert all(Path(u).parent.name.startswith("spark-") for u in uris), (name, uris)
-    assert _records(roots["spark"]) == _records(roots["polars"])
+    assert run_records(roots["spark"]) == run_records(roots["polars"])
 
 
 def test_every_load_is_written_by_spark_tasks_with_polars_parity(
@@ -243,9 +230,7 @@ def test_window_runs_are_written_by_spark_tasks_with_polars_parity(
         for flow in document["dataflows"]:
             if flow["name"] == "current":  # a merge that can also run by window
                 flow["partitions"] = {"column": "day", "every": "week", "start": "2024-01-01"}
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "catalog.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-        loaded = load_catalog(root / "catalog.yaml")
+        loaded = write_catalog(root, document)
         with Driver(loaded) as driver:
             assert driver.run(dataflows=["by_day", "current"]).ok
         _second(root / "raw")
@@ -284,9 +269,7 @@ def test_replay_chunks_are_written_by_spark_tasks_with_polars_parity(
         for flow in document["dataflows"]:
             if flow["name"] == "current":  # a merge that can also replay by window
                 flow["partitions"] = {"column": "day", "every": "week", "start": "2024-01-01"}
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "catalog.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-        loaded = load_catalog(root / "catalog.yaml")
+        loaded = write_catalog(root, document)
         with Driver(loaded) as driver:
             assert driver.run(dataflows=["by_day", "current"]).ok
         _second(root / "raw")
@@ -361,10 +344,7 @@ def test_quarantine_is_written_by_spark_tasks_with_polars_parity(
         pl.concat([_rows(list(range(200)), version=1), _bad(list(range(200, 240)), version=1)]).write_parquet(
             root / "raw" / "a.parquet"
         )
-        (root / "catalog.yaml").write_text(
-            yaml.safe_dump(_quarantine_document(root, engine), sort_keys=False), encoding="utf-8"
-        )
-        loaded = load_catalog(root / "catalog.yaml")
+        loaded = write_catalog(root, _quarantine_document(root, engine))
         runs = []
         with Driver(loaded) as driver:
             first = driver.run()
@@ -430,9 +410,8 @@ def test_schema_evolution_is_committed_with_the_spark_written_files(
             flow["destination"]["schema_drift"] = "evolve"
             flow.pop("transforms", None)  # the new column reaches every table
         (root / "raw").mkdir(parents=True)
-        (root / "catalog.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
         _rows(list(range(300)), version=1).write_parquet(root / "raw" / "a.parquet")
-        loaded = load_catalog(root / "catalog.yaml")
+        loaded = write_catalog(root, document)
         with Driver(loaded) as driver:
             assert driver.run().ok
         (root / "raw" / "a.parquet").unlink()  # the source's schema changes: a new column

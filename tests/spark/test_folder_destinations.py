@@ -4,7 +4,6 @@ records as the Polars engine over a first and an incremental batch; a killed bat
 removed by the next run."""
 
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
@@ -14,13 +13,13 @@ from typing import Any
 
 import polars as pl
 import pytest
-import yaml
 from polars.testing import assert_frame_equal
 
-from coolie_core.catalog import LoadedCatalog, load_catalog
+from coolie_core.catalog import LoadedCatalog
 from coolie_core.columns import SYSTEM_COLUMNS
 from coolie_core.driver import Driver
 from coolie_core.io.parquet import STAGING_PREFIX
+from tests.spark.parity import run_records, write_catalog
 
 pytestmark = pytest.mark.spark
 
@@ -67,24 +66,11 @@ def _document(root: Path, engine: str) -> dict[str, Any]:
 
 
 def _load(root: Path, engine: str) -> LoadedCatalog:
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "catalog.yaml"
-    path.write_text(yaml.safe_dump(_document(root, engine), sort_keys=False), encoding="utf-8")
-    return load_catalog(path)
+    return write_catalog(root, _document(root, engine))
 
 
 def _folder(path: Path) -> pl.DataFrame:
     return pl.read_parquet(path / "part-*.parquet").drop(SYSTEM_COLUMNS, strict=False).sort(pl.all())
-
-
-def _records(root: Path) -> list[tuple[str, ...]]:
-    records = [
-        json.loads(line)
-        for f in sorted((root / ".coolie" / "runs").glob("*.jsonl"))
-        for line in f.read_text(encoding="utf-8").splitlines()
-    ]
-    keys = ("dataflow", "status", "rows_read", "rows_written", "rows_filtered", "watermark_after")
-    return sorted(tuple(str(r.get(k)) for k in keys) for r in records)
 
 
 def _run(root: Path, engine: str) -> LoadedCatalog:
@@ -113,7 +99,7 @@ def _assert_same(base: Path, *, records: bool = True) -> None:
         assert (got.value, got.batch) == (want.value, want.batch), name
         assert not list((base / "spark" / "out" / name).glob(f"{STAGING_PREFIX}*")), name
     if records:  # a killed run's records differ (the rerun skips what it had committed)
-        assert _records(base / "spark") == _records(base / "polars")
+        assert run_records(base / "spark") == run_records(base / "polars")
 
 
 def test_parquet_folders_are_written_by_spark_tasks_with_polars_parity(
