@@ -9,7 +9,8 @@ Each trial starts one Spark app (the killed ``coolie run``) on the cluster that 
 already runs; the first load and every rerun use the session's own app, in this process, so a
 trial costs one app start. ``COOLIE_SPARK_FAULT_TRIALS`` (default 2) sets how many. Trials kill
 the process running all five dataflows at a fault point of each strategy in turn (the others die
-wherever they are, or had finished): ``=100`` gives 20 trials per strategy at its own points.
+wherever they are, or had finished): ``=100`` gives 20 trials per strategy at its own points
+(~40 s each: run it with pytest's ``--timeout 0``).
 """
 
 import datetime as dt
