@@ -47,7 +47,11 @@ def _document(root: Path, engine: str) -> dict[str, Any]:
             "name": "appended", "source": source, "watermark_columns": ["at"],
             "destination": {**out, "table": "appended", "load": "append"},
         },
-        {"name": "snapshot", "source": source, "destination": {**out, "table": "snapshot", "load": "overwrite"}},
+        {
+            # A decimal column: Spark tasks write it with the precision and scale polars writes.
+            "name": "snapshot", "source": source, "transforms": [{"kind": "cast", "columns": {"amount": "decimal(12,3)"}}],
+            "destination": {**out, "table": "snapshot", "load": "overwrite"},
+        },
         {
             # UInt32 is not a type Spark writes: this one comes back to the driver, written by polars.
             "name": "unsigned", "source": source, "watermark_columns": ["at"],
@@ -127,6 +131,7 @@ def test_parquet_folders_are_written_by_spark_tasks_with_polars_parity(
             for p in (tmp_path / "spark" / "out" / "unsigned").glob(f"part-{number:010d}-*")
         ] == ["0.parquet"]
         snapshot = list((tmp_path / "spark" / "out" / "snapshot").glob("part-*.parquet"))
+        assert len(snapshot) > 1, snapshot  # written by the tasks
         assert {p.name[:15] for p in snapshot} == {f"part-{number:010d}"}  # overwrite kept only its batch
 
 
