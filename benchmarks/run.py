@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import sys
@@ -71,8 +72,10 @@ def _interleaved(
     impls: Sequence[str], repeat: int, measure: Callable[[str], Measured]
 ) -> dict[str, dict[str, Any]]:
     runs: dict[str, list[Measured]] = {impl: [] for impl in impls}
+    order = random.Random(f"{repeat}:{','.join(impls)}")  # seeded: the same plan on every machine
     for _ in range(repeat):
-        for impl in impls:
+        # A new order each round: no implementation always runs first (or right after another).
+        for impl in order.sample(list(impls), len(impls)):
             runs[impl].append(measure(impl))
     return {impl: _best(r) for impl, r in runs.items()}
 

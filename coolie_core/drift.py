@@ -14,7 +14,7 @@ stores them (e.g. ``uint32`` is written as ``int``), so equivalent types never c
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -83,13 +83,17 @@ class SchemaChange:
         }
 
 
-def table_schema(path: "StorageLocation | str | os.PathLike[str]", *, format: str) -> pl.Schema | None:
-    """The schema of the destination as polars sees it, or None when it does not exist yet."""
+def table_schema(
+    path: "StorageLocation | str | os.PathLike[str]", *, format: str, table: Any = None
+) -> pl.Schema | None:
+    """The schema of the destination as polars sees it, or None when it does not exist yet.
+
+    ``table``: the Delta table already loaded from ``path`` (not loaded again)."""
     location = as_location(path)
     if format == "delta":
-        if not delta_table_exists(location):
+        if table is None and not delta_table_exists(location):
             return None
-        return _polars_schema(delta_table(location).schema().to_arrow())
+        return _polars_schema((table if table is not None else delta_table(location)).schema().to_arrow())
     files = location.join("part-*.parquet").glob()
     if not files:
         return None

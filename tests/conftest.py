@@ -28,6 +28,7 @@ def write_catalog(tmp_path: Path) -> WriteCatalog:
     return write
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the group markers into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Long work first, and every Spark test on one xdist worker (``make test``: ``--dist loadgroup``).
 

@@ -19,12 +19,14 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from coolie_core.errors import DataError, TransientError, WriteError
+from coolie_core.io.delta_log import newest_version
 from coolie_core.models import DestinationSpec
 from coolie_core.storage import (
     StorageLocation,
     as_location,
     delta_table,
     delta_table_exists,
+    refresh,
     table_options,
 )
 from coolie_core.watermarks import (
@@ -160,8 +162,6 @@ def wrap_delta_error(
 def version_after(path: StorageLocation, snapshot: Any) -> int:
     """The version a write just committed: the snapshot written against follows its own commit;
     a new local table's newest log file names it (no second table load, issue 17)."""
-    from coolie_core.io.delta_log import newest_version
-
     if snapshot is not None:
         committed: int = snapshot.version()
         return committed
@@ -169,10 +169,19 @@ def version_after(path: StorageLocation, snapshot: Any) -> int:
     return newest if newest is not None else int(delta_table(path).version())
 
 
-def batch_snapshot(where: "StorageLocation | os.PathLike[str]", info: CommitInfo) -> Any:
-    """The table a batch is written against; a batch another run committed meanwhile is a conflict."""
+def batch_snapshot(
+    where: "StorageLocation | os.PathLike[str]", info: CommitInfo, *, table: Any = None
+) -> Any:
+    """The table a batch is written against; a batch another run committed meanwhile is a conflict.
+
+    ``table``: the table as this run loaded it earlier (for its schema), brought up to date here
+    by reading only the log's newer commits instead of loading it again (issue 17).
+    """
     path = as_location(where)
-    table = delta_table(path)
+    if table is None:
+        table = delta_table(path)
+    else:
+        refresh(table, path)
     if info.batch is not None and (table.transaction_version(app_id(info.dataflow)) or 0) >= info.batch:
         raise TransientError(
             f"dataflow {info.dataflow}: batch {info.batch} was committed to {path} by another run meanwhile"
@@ -213,17 +222,20 @@ def note_written(info: CommitInfo, rows: int) -> None:
         info.accounts["rows_written"] = rows
 
 
-def commit_empty(where: "StorageLocation | str | os.PathLike[str]", *, info: CommitInfo) -> int:
+def commit_empty(
+    where: "StorageLocation | str | os.PathLike[str]", *, info: CommitInfo, table: Any = None
+) -> int:
     """Commit a batch that writes no rows (its watermark, source and accounting); the version.
 
     A batch whose rows were all filtered, late or quarantined still moves the dataflow on, so
-    the next run neither reads nor reports those rows again. ``path`` must hold a table.
+    the next run neither reads nor reports those rows again. ``path`` must hold a table;
+    ``table``: that table as the caller loaded it (see :func:`batch_snapshot`).
     """
     from deltalake import write_deltalake
 
     path = as_location(where)
     note_written(info, 0)
-    table = batch_snapshot(path, info)
+    table = batch_snapshot(path, info, table=table)
     from arro3.core import Table  # delta-rs' Arrow library: no pandas import, unlike pyarrow
 
     empty = Table.from_batches([], schema=table.schema().to_arrow())
@@ -244,6 +256,7 @@ def write_delta_batches(
     destination: DestinationSpec,
     info: CommitInfo,
     evolve_schema: bool = False,
+    table: Any = None,
 ) -> int:
     """Append or overwrite from a stream of Arrow record batches in one commit; the Delta version.
 
@@ -251,7 +264,8 @@ def write_delta_batches(
     the files as the batches arrive, so the rows never sit in memory whole. Same commit
     metadata, snapshot check and error mapping as
     :func:`coolie_core.engines.polars.write.write_delta`; used for
-    ``append``/``overwrite`` only (the other loads need the whole frame).
+    ``append``/``overwrite`` only (the other loads need the whole frame). ``table``: the table
+    as the caller loaded it (see :func:`batch_snapshot`), None to load it here.
     """
     from deltalake import write_deltalake
 
@@ -259,7 +273,8 @@ def write_delta_batches(
     load = destination.load
     if load not in ("append", "overwrite"):
         raise ValueError(f"write_delta_batches writes append and overwrite loads, not {load}")
-    snapshot = batch_snapshot(path, info) if delta_table_exists(path) else None
+    exists = table is not None or delta_table_exists(path)
+    snapshot = batch_snapshot(path, info, table=table) if exists else None
     try:
         write_deltalake(
             path.uri if snapshot is None else snapshot,

@@ -13,6 +13,7 @@ from coolie_core.storage.tables import (
     delta_table,
     delta_table_exists,
     library_options,
+    refresh,
     store_error,
     table_options,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "is_secret_option",
     "is_uri",
     "library_options",
+    "refresh",
     "store_error",
     "table_options",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "delta_table",
     "delta_table_exists",
     "library_options",
+    "refresh",
     "store_error",
     "table_options",
 ]
@@ -51,6 +52,18 @@ def delta_table(location: StorageLocation, *, version: int | None = None) -> "De
         raise
     except Exception as exc:
         known = store_error(exc, location=location, action="opening table")
+        if known is None:
+            raise
+        raise known from None
+
+
+def refresh(table: "DeltaTable", location: StorageLocation) -> None:
+    """Bring ``table`` (loaded earlier from ``location``) up to the newest version: only the
+    log's commits after the loaded one are read, not the whole table again."""
+    try:
+        table.update_incremental()
+    except Exception as exc:
+        known = store_error(exc, location=location, action="reading the table's log")
         if known is None:
             raise
         raise known from None

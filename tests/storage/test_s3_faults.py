@@ -120,8 +120,7 @@ def check_remote_log(table: str, dataflow: str) -> int:
     batches = sorted(int(c[BATCH_KEY]) for c in history if c.get(DATAFLOW_KEY) == dataflow and BATCH_KEY in c)
     recorded = delta.transaction_version(f"coolie:{dataflow}") or 0
     assert batches == list(range(1, recorded + 1)), f"{table}: batches {batches}, app transaction {recorded}"
-    pl.read_delta(table)
-    return recorded
+    return recorded  # the rows are read (so readable) by observe()
 
 
 def observe(lake: Lake, strategy: str) -> State:
@@ -158,15 +157,15 @@ def lake_before(
     (mirror / "raw").mkdir(parents=True)
     lake.write_catalog(flow_document(reference.scenario.strategy))
     # The batches before are run on S3 itself (a copied table would carry the reference's listing
-    # times, older than every uploaded file), and each must equal the local reference.
+    # times, older than every uploaded file). They are not checked one by one (a third of these
+    # trials' time): a wrong state before the trial's batch fails the trial's own check, which
+    # requires exactly the reference's state before or after the batch.
     for earlier in range(1, step + 1):
         reference.scenario.arrive(mirror, earlier)
         next_second()
         lake.sync_raw(mirror / "raw")
         if earlier < step:
             lake.run(f"before-{earlier}")
-            state = observe(lake, reference.scenario.strategy)
-            assert state.same(reference.states[earlier]), f"S3 batch {earlier}: {state.describe()}"
     return lake, mirror
 
 

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from coolie_core.driver import Driver
+from coolie_core.errors import TransientError
+from coolie_core.io.delta import CommitInfo, batch_snapshot
 from coolie_core.io.delta_log import newest_batch_commit, newest_version
 from coolie_core.storage import StorageLocation
 from coolie_core.watermarks import BATCH_KEY, DATAFLOW_KEY, app_id, read_delta_watermark
@@ -112,3 +115,22 @@ def test_newest_version_is_the_table_version(tmp_path: Path) -> None:
     DeltaTable(str(path)).create_checkpoint()
     write_deltalake(str(path), pl.DataFrame({"id": [9]}), mode="overwrite")
     assert newest_version(location) == DeltaTable(str(path)).version() == 3
+
+
+def test_a_snapshot_loaded_early_sees_a_batch_committed_meanwhile(tmp_path: Path) -> None:
+    """The streamed loads load their table once (schema, then the snapshot they write against):
+    just before the write it is brought up to date, so a batch another run committed after the
+    load is a conflict, not a second copy of the batch."""
+    path = tmp_path / "t"
+    location = StorageLocation.parse(str(path))
+    write_deltalake(str(path), pl.DataFrame({"id": [1]}), mode="append")
+    early = DeltaTable(str(path))
+    other_run = CommitInfo(dataflow="events", run_id="other", batch=1)
+    write_deltalake(
+        str(path), pl.DataFrame({"id": [2]}), mode="append", commit_properties=other_run.properties()
+    )
+    with pytest.raises(TransientError, match=r"batch 1 was committed .* by another run meanwhile"):
+        batch_snapshot(location, CommitInfo(dataflow="events", run_id="this", batch=1), table=early)
+    fresh = batch_snapshot(location, CommitInfo(dataflow="events", run_id="this", batch=2), table=early)
+    assert fresh is early
+    assert fresh.version() == 1

@@ -32,7 +32,7 @@ from coolie_core.engines.polars.read import DATA_ERRORS, as_data_error, collect,
 from coolie_core.faults import fault_point
 from coolie_core.io.delta import CommitInfo, commit_empty, delta_table_exists, write_delta_batches
 from coolie_core.models import Catalog, Dataflow
-from coolie_core.storage import StorageLocation
+from coolie_core.storage import StorageLocation, delta_table
 from coolie_core.watermarks import StoredWatermark, Watermark, max_watermark
 
 __all__ = ["can_stream", "new_maxima", "stream_dataflow"]
@@ -104,7 +104,9 @@ def _batches(lf: pl.LazyFrame, tally: dict[str, int]) -> Iterator[pl.DataFrame]:
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=True)
         return frame.drop(internal) if internal else frame
 
-    for frame in lf.collect_batches(engine="streaming", maintain_order=True, lazy=True):
+    # Batches in the order they are ready: a Delta append keeps no row order, and waiting for the
+    # source's order costs ~10 % of the read's CPU (issue 17; polars' own sink_delta does the same).
+    for frame in lf.collect_batches(engine="streaming", maintain_order=False, lazy=True):
         raise_bad_casts(frame, markers)
         tally[""] = tally.get("", 0) + frame.height
         if DROPPED in columns and (marks := frame.get_column(DROPPED)).null_count() != frame.height:
@@ -165,9 +167,12 @@ def stream_dataflow(
     if flow.system_columns:
         lf = add_system_columns(lf, loaded_at=dt.datetime.now(dt.UTC), run_id=run_id)
     markers = [c for c in lf.collect_schema().names() if c.startswith(BAD_CAST)]
+    # Loaded once: its schema now, and the snapshot the batch is written against (brought up to
+    # date from the log's newer commits just before the write).
+    table = delta_table(dest) if delta_table_exists(dest) else None
     empty, drift = reconcile_schema(
         pl.DataFrame(schema=lf.drop(DROPPED, *markers).collect_schema()),
-        table_schema(dest, format="delta"),
+        table_schema(dest, format="delta", table=table),
         policy=flow.destination.schema_drift,
         dataflow=flow.name,
         location=dest,
@@ -196,10 +201,10 @@ def stream_dataflow(
         read = max(rows_read, seen)
         version = None
         recordable = watermark is not None or not flow.watermark_columns
-        if read and recordable and flow.destination.load != "overwrite" and delta_table_exists(dest):
+        if read and recordable and flow.destination.load != "overwrite" and table is not None:
             # All rows filtered, late or without a watermark: record the batch without rows.
             accounts.update({"rows_read": read, **tally_counts(tally)})
-            version = commit_empty(dest, info=info)
+            version = commit_empty(dest, info=info, table=table)
         return StreamedBatch(read, 0, watermark if version is not None else previous, version, drift, tally)
     # Arrow through arro3 (delta-rs' own Arrow library), zero-copy from polars: importing
     # pyarrow would add ~40 MB to every run (BENCHMARKS.md, issue 17).
@@ -233,6 +238,7 @@ def stream_dataflow(
             destination=flow.destination,
             info=info,
             evolve_schema=drift.evolve,
+            table=table,
         )
     except Exception as exc:
         if created and not dest.join("_delta_log").exists():

@@ -40,7 +40,7 @@ from coolie_core.io.delta import (
     wrap_delta_error,
 )
 from coolie_core.models import Catalog, Dataflow
-from coolie_core.storage import StorageLocation
+from coolie_core.storage import StorageLocation, delta_table
 from coolie_core.watermarks import StoredWatermark
 from coolie_core.windows import windows_covering
 
@@ -143,9 +143,10 @@ def stream_rewrite(
         to_write = int(stats[_KEYS])
     if flow.system_columns:
         rows = add_system_columns(rows, loaded_at=dt.datetime.now(dt.UTC), run_id=run_id)
+    table = delta_table(dest)  # loaded once: its schema now, the snapshot written against below
     empty, drift = reconcile_schema(
         pl.DataFrame(schema=rows.collect_schema()),
-        table_schema(dest, format="delta"),
+        table_schema(dest, format="delta", table=table),
         policy=destination.schema_drift,
         dataflow=flow.name,
         location=dest,
@@ -163,7 +164,7 @@ def stream_rewrite(
     reader = _reader(rows, check=check, finish=finish, expected=to_write, flow=flow, failures=failures)
     note_written(info, to_write)
     try:
-        snapshot = batch_snapshot(dest, info)
+        snapshot = batch_snapshot(dest, info, table=table)
         if merge:
             version = _merge(snapshot, reader, flow=flow, info=info, evolve=drift.evolve)
         else:
