@@ -104,9 +104,9 @@ def _batches(lf: pl.LazyFrame, tally: dict[str, int]) -> Iterator[pl.DataFrame]:
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=True)
         return frame.drop(internal) if internal else frame
 
-    # Batches in the order they are ready: a Delta append keeps no row order, and waiting for the
-    # source's order costs ~10 % of the read's CPU (issue 17; polars' own sink_delta does the same).
-    for frame in lf.collect_batches(engine="streaming", maintain_order=False, lazy=True):
+    # In the source's order: unordered batches read cheaper alone but cost the whole write ~10 %
+    # more CPU (5M parquet rows, 8 interleaved pairs; BENCHMARKS.md, issue 17 item 13).
+    for frame in lf.collect_batches(engine="streaming", maintain_order=True, lazy=True):
         raise_bad_casts(frame, markers)
         tally[""] = tally.get("", 0) + frame.height
         if DROPPED in columns and (marks := frame.get_column(DROPPED)).null_count() != frame.height:
