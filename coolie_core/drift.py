@@ -91,9 +91,11 @@ def table_schema(
     ``table``: the Delta table already loaded from ``path`` (not loaded again)."""
     location = as_location(path)
     if format == "delta":
-        if table is None and not delta_table_exists(location):
-            return None
-        return _polars_schema((table if table is not None else delta_table(location)).schema().to_arrow())
+        if table is None:
+            if not delta_table_exists(location):
+                return None
+            table = delta_table(location)
+        return _polars_schema(table.schema().to_arrow())
     files = location.join("part-*.parquet").glob()
     if not files:
         return None
